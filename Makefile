@@ -1,0 +1,41 @@
+# The two commands of the README's quick start: `make demo` and `make test`.
+# Both create (or reuse) the virtual environment at .venv from the lock file.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+
+export BENTOML_DO_NOT_TRACK := True
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+
+.PHONY: demo test bench install lock browser
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet "uv>=0.5,<1"
+	$(UV) pip sync --quiet -p $(VENV)/bin/python requirements.lock
+	$(UV) pip install --quiet -p $(VENV)/bin/python --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/churn demo
+
+# Browser tests drive Debian's Chromium; install it when missing (needs root, as on CI).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: run 'sudo apt-get install chromium' (browser tests will fail without it)"; fi; }
+
+test: $(STAMP) browser
+	$(VENV)/bin/python -m pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/run_all.py
+
+# Re-resolve the lock after changing pyproject.toml's dependencies.
+lock: $(STAMP)
+	$(UV) pip compile pyproject.toml --extra dev --extra bench -p 3.11 -o requirements.lock --no-header

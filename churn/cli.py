@@ -1,0 +1,368 @@
+"""The `churn` command: generate, validate, features, train, score, serve, demo, import.
+
+Every command takes its settings from :mod:`churn.settings` (environment ``CHURN_*``), with the
+flags given here on top. Mistakes a user can fix end in a one-paragraph message and exit code 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import date, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+app = typer.Typer(
+    name="churn",
+    help="Churn prediction for trading companies: who is about to stop ordering, why, and what to do.\n\n"
+    "Start with `churn demo`: sample data, features, a trained and registered model, a risk list.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console(stderr=True)
+out = Console()
+
+DataOpt = Annotated[
+    Optional[str],
+    typer.Option("--data", "-d", help="CRM dataset: folder of CSV/Parquet, .duckdb file or postgresql:// URL [env CHURN_DATA; default data/crm.duckdb]."),
+]
+AsOfOpt = Annotated[
+    Optional[datetime],
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="As-of date YYYY-MM-DD; nothing on or after it is read. Default: the day after the newest order."),
+]
+
+
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn mistakes a user can fix into a clear message and exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
+        from features.dataset import DataError
+
+        try:
+            return fn(*args, **kwargs)
+        except DataError as err:
+            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(2) from None
+        except ValidationError as err:
+            console.print(f"[bold red]error in the settings:[/] {err}", highlight=False)
+            raise typer.Exit(2) from None
+        except LookupError as err:
+            console.print(f"[bold red]error:[/] {err.args[0] if err.args else err}", highlight=False)
+            raise typer.Exit(2) from None
+        except FileNotFoundError as err:
+            console.print(f"[bold red]error:[/] file not found: {err.filename or err}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _as_date(value: datetime | None) -> date | None:
+    return value.date() if value is not None else None
+
+
+def _settings(**overrides: Any):
+    from churn.settings import load_settings
+
+    return load_settings(**overrides)
+
+
+def _progress(description: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False)
+
+
+@app.command()
+@_user_errors
+def generate(
+    out_path: Annotated[str, typer.Option("--out", "-o", help="Target: a folder, a .duckdb file or a postgresql:// URL.")] = "data/crm.duckdb",
+    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 5000,
+    years: Annotated[float, typer.Option(min=0.25, max=20, help="Years of history.")] = 3.0,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same data.")] = 42,
+    end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="Last day of the history (default 2025-12-31).")] = None,
+    file_format: Annotated[str, typer.Option("--format", help="For a folder: parquet or csv.")] = "parquet",
+) -> None:
+    """Write a realistic sample CRM dataset (all five tables) of a trading company.
+
+    Example: churn generate --customers 5000 --years 3 --seed 42 --out data/crm.duckdb
+    """
+    from features.dataset import DataError, write_dataset
+    from features.sample_data import iter_sample_chunks
+
+    if file_format not in ("parquet", "csv"):
+        raise DataError(f"--format must be parquet or csv, not {file_format!r}")
+    kwargs: dict[str, Any] = {"customers": customers, "years": years, "seed": seed}
+    if end is not None:
+        kwargs["end"] = end.date()
+    started = time.perf_counter()
+    chunks = iter_sample_chunks(**kwargs)
+    counts = write_dataset(out_path, chunks, file_format=file_format)  # type: ignore[arg-type]
+    table = Table(title=f"sample data written to {out_path} in {time.perf_counter() - started:.1f} s")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, n in counts.items():
+        table.add_row(name, f"{n:,}")
+    out.print(table)
+
+
+@app.command()
+@_user_errors
+def validate(
+    data: DataOpt = None,
+    on_error: Annotated[str, typer.Option("--on-error", help="fail (default) or quarantine: bad rows go to a file next to the data.")] = "fail",
+    as_of: AsOfOpt = None,
+    copy_to: Annotated[Optional[str], typer.Option("--copy-to", help="Write the good rows to this store (folder, .duckdb or URL).")] = None,
+) -> None:
+    """Check a CRM dataset against the data contract; optionally quarantine bad rows and copy the good ones.
+
+    Example: churn validate --data exports/ --on-error quarantine --copy-to data/crm.duckdb
+    """
+    from features.dataset import DataError, default_quarantine_dir, read_raw_frames, validate_frames, write_dataset
+
+    if on_error not in ("fail", "quarantine"):
+        raise DataError(f"--on-error must be fail or quarantine, not {on_error!r}")
+    settings = _settings(data=data)
+    location = settings.data
+    frames = read_raw_frames(location)
+    clean, report = validate_frames(
+        frames, as_of=_as_date(as_of), on_error=on_error, source=location, quarantine_dir=default_quarantine_dir(location)  # type: ignore[arg-type]
+    )
+    table = Table(title=f"CRM data at {location}")
+    for col in ("table", "rows read", "loaded", "quarantined", "file"):
+        table.add_column(col, justify="right" if col not in ("table", "file") else "left")
+    for name, n in report.rows_read.items():
+        q = n - report.rows_loaded[name]
+        table.add_row(name, f"{n:,}", f"{report.rows_loaded[name]:,}", f"{q:,}", str(report.quarantine_files.get(name, "")))
+    out.print(table)
+    for p in report.problems:
+        console.print(f"[yellow]quarantined:[/] {p}", highlight=False)
+    if copy_to:
+        counts = write_dataset(copy_to, clean)
+        out.print(f"good rows written to {copy_to}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+
+@app.command()
+@_user_errors
+def features(
+    data: DataOpt = None,
+    as_of: AsOfOpt = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file, .parquet or .csv.")] = None,
+    training_set: Annotated[bool, typer.Option("--training-set", help="Stack labelled snapshots over the history instead of one snapshot.")] = False,
+    horizon: Annotated[Optional[int], typer.Option(help="Churn horizon in days (for --training-set).")] = None,
+    on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
+) -> None:
+    """Build the point-in-time customer snapshot (or the labelled training set) and write it to a file.
+
+    Example: churn features --data data/crm.duckdb --as-of 2025-07-01 --out snapshot.parquet
+    """
+    from features.dataset import DataError, open_dataset
+    from features.registry import FEATURES
+    from features.snapshot import build_snapshot, build_training_set
+
+    settings = _settings(data=data, horizon_days=horizon)
+    if out_file is not None and out_file.suffix not in (".parquet", ".csv"):
+        raise DataError(f"--out must end in .parquet or .csv, not {out_file.name}")
+    ds = open_dataset(settings.data, on_error=on_error, as_of=_as_date(as_of))  # type: ignore[arg-type]
+    started = time.perf_counter()
+    if training_set:
+        with _progress("snapshots") as bar:
+            task = bar.add_task("snapshots", total=None)
+
+            def step(i: int, n: int, when: date) -> None:
+                bar.update(task, total=n, completed=i, description=str(when))
+
+            frame = build_training_set(ds, horizon_days=settings.horizon_days, as_of=_as_date(as_of), active_days=settings.active_days, progress=step)
+    else:
+        when = _as_date(as_of) or ds.end_date()
+        with console.status(f"snapshot as of {when}"):
+            frame = build_snapshot(ds, when, active_days=settings.active_days)
+    elapsed = time.perf_counter() - started
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(out_file, index=False) if out_file.suffix == ".parquet" else frame.to_csv(out_file, index=False)
+    feats = [c for c in frame.columns if c in FEATURES]
+    table = Table(title=f"{len(frame):,} rows, {len(feats)} features in {elapsed:.1f} s" + (f" -> {out_file}" if out_file else ""))
+    table.add_column("group")
+    table.add_column("features", justify="right")
+    table.add_column("missing", justify="right")
+    groups: dict[str, list[str]] = {}
+    for c in feats:
+        groups.setdefault(FEATURES[c].group, []).append(c)
+    for group, cols in groups.items():
+        share = float(frame[cols].isna().to_numpy().mean()) if len(frame) else 0.0
+        table.add_row(group, str(len(cols)), f"{share:.1%}")
+    out.print(table)
+    if "churned" in frame.columns and len(frame):
+        out.print(f"churn share {frame['churned'].mean():.1%} over {frame['as_of'].nunique()} as-of dates")
+
+
+@app.command()
+@_user_errors
+def train(
+    data: DataOpt = None,
+    horizon: Annotated[Optional[int], typer.Option(help="Churn horizon in days (default 90).")] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Optuna trial budget.")] = 20,
+    timeout: Annotated[int, typer.Option(min=10, help="Optuna time budget in seconds.")] = 300,
+    as_of: AsOfOpt = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
+) -> None:
+    """Train, evaluate against baselines on a later period, calibrate, track and register a model.
+
+    Example: churn train --data data/crm.duckdb --trials 20 --as-of 2025-10-01
+    """
+    from features.dataset import open_dataset
+    from training.train import train as run_training
+
+    settings = _settings(data=data, horizon_days=horizon, seed=seed)
+    ds = open_dataset(settings.data, on_error=on_error, as_of=_as_date(as_of))  # type: ignore[arg-type]
+    result = run_training(
+        ds,
+        horizon_days=settings.horizon_days,
+        trials=trials,
+        timeout_s=timeout,
+        as_of=_as_date(as_of),
+        seed=settings.seed,
+        tracking_uri=settings.tracking_uri,
+        artifact_root=settings.artifact_root,
+        model_name=settings.model_name,
+    )
+    _print_training(result, settings)
+
+
+def _print_training(result: Any, settings: Any) -> None:
+    table = Table(title="test period (a later time than training)")
+    table.add_column("model")
+    for m in ("pr_auc", "roc_auc", "brier", "lift_10", "capture_10"):
+        table.add_column(m, justify="right")
+    rows = {"LightGBM (calibrated)": result.metrics, **{f"baseline: {k}": v for k, v in result.baselines.items()}}
+    for name, metrics in rows.items():
+        table.add_row(name, *(f"{metrics.get(m, float('nan')):.3f}" for m in ("pr_auc", "roc_auc", "brier", "lift_10", "capture_10")))
+    out.print(table)
+    status = "[green]champion[/]" if result.promoted else "[yellow]challenger[/]"
+    out.print(f"model {settings.model_name} version {result.version} is {status}: {result.reason}")
+    out.print(f"MLflow run {result.run_id} in {settings.tracking_uri}")
+
+
+@app.command()
+@_user_errors
+def score(
+    data: DataOpt = None,
+    as_of: AsOfOpt = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the risk list to this .csv or .parquet file.")] = None,
+) -> None:
+    """Score every active customer with the champion model and store the risk list (history kept).
+
+    Example: churn score --data data/crm.duckdb --out risk_list.csv
+    """
+    from serving.batch import score_all
+
+    settings = _settings(data=data)
+    started = time.perf_counter()
+    frame = score_all(settings, as_of=_as_date(as_of), out=out_file)
+    _print_risk_list(frame, f"{len(frame):,} customers scored in {time.perf_counter() - started:.1f} s")
+
+
+def _print_risk_list(frame: Any, title: str, rows: int = 10) -> None:
+    table = Table(title=title)
+    cols = ["customer_id", "churn_probability", "risk_band", "tier", "pyramid", "value_at_risk", "top_reason", "first_action"]
+    for c in cols:
+        table.add_column(c, overflow="fold", max_width=48 if c in ("top_reason", "first_action") else None)
+    for _, r in frame.head(rows).iterrows():
+        table.add_row(*(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
+    out.print(table)
+
+
+@app.command()
+@_user_errors
+def serve(
+    data: DataOpt = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+) -> None:
+    """Start the BentoML service (API, risk list and the retention team's page at /ui).
+
+    Example: CHURN_API_KEY=secret churn serve --data data/crm.duckdb --port 3000
+    """
+    from serving.server import serve as run_server
+
+    settings = _settings(data=data)
+    raise typer.Exit(run_server(settings, port=port, host=host))
+
+
+@app.command()
+@_user_errors
+def demo(
+    customers: Annotated[int, typer.Option(min=200, help="Customers in the sample data.")] = 5000,
+    years: Annotated[float, typer.Option(help="Years of history.")] = 3.0,
+    trials: Annotated[int, typer.Option(min=1, help="Optuna trial budget.")] = 15,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    fresh: Annotated[bool, typer.Option(help="Regenerate the sample data even if it exists.")] = False,
+) -> None:
+    """The whole job on sample data: generate, build features, train, register, score, and say where it all is.
+
+    Example: churn demo
+    """
+    from features.dataset import open_dataset, write_dataset
+    from features.sample_data import iter_sample_chunks
+    from serving.batch import score_all
+    from training.train import train as run_training
+
+    settings = _settings()
+    data_path = Path(settings.data)
+    started = time.perf_counter()
+    if fresh or not (data_path.exists() if "://" not in settings.data else False):
+        with console.status(f"generating {customers:,} customers over {years:g} years"):
+            counts = write_dataset(settings.data, iter_sample_chunks(customers=customers, years=years, seed=seed))
+        out.print(f"1. sample data: {settings.data} (" + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + ")")
+    else:
+        out.print(f"1. sample data: {settings.data} (reused; --fresh to regenerate)")
+    ds = open_dataset(settings.data, as_of=date.today())
+    out.print(f"2. training on snapshots up to {ds.end_date()} (features computed in DuckDB), {trials} Optuna trials")
+    result = run_training(
+        ds,
+        horizon_days=settings.horizon_days,
+        trials=trials,
+        timeout_s=600,
+        seed=seed,
+        tracking_uri=settings.tracking_uri,
+        artifact_root=settings.artifact_root,
+        model_name=settings.model_name,
+    )
+    _print_training(result, settings)
+    risk_file = data_path.parent / "risk_list.csv"
+    frame = score_all(settings, out=risk_file)
+    _print_risk_list(frame, f"3. risk list: {len(frame):,} active customers scored, top 10 by value at risk")
+    out.print(
+        f"\nDone in {time.perf_counter() - started:.0f} s.\n"
+        f"  data:          {settings.data}\n"
+        f"  risk list:     {risk_file} (and table risk_scores in the store)\n"
+        f"  MLflow:        .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000\n"
+        f"  model:         models:/{settings.model_name}@champion\n"
+        f"  service+page:  CHURN_API_KEY=change-me .venv/bin/churn serve  ->  http://127.0.0.1:3000/ui"
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

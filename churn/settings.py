@@ -1,0 +1,72 @@
+"""What a user may change, in one typed object.
+
+Values come from (highest first) CLI flags, environment variables prefixed ``CHURN_``
+(``CHURN_DATA``, ``CHURN_HORIZON_DAYS`` ...), an ignored ``.env`` file, then the defaults here.
+``MLFLOW_TRACKING_URI`` is honoured as MLflow itself does. Nothing is read at import time:
+call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_tracking_uri(root: Path = PROJECT_ROOT) -> str:
+    """MLflow store inside ``mlruns/``: a SQLite file for runs and the registry, artifacts beside it."""
+    return f"sqlite:///{(root / 'mlruns' / 'mlflow.db').as_posix()}"
+
+
+class Settings(BaseSettings):
+    """The service's settings; every field can be set as ``CHURN_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CHURN_", env_file=".env", extra="ignore")
+
+    data: str = Field(
+        default=str(PROJECT_ROOT / "data" / "crm.duckdb"),
+        description="CRM dataset: a folder of CSV/Parquet files, a .duckdb file, or a postgresql:// URL.",
+    )
+    tracking_uri: str = Field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(),
+        description="MLflow tracking URI (MLFLOW_TRACKING_URI is honoured).",
+    )
+    artifact_root: str = Field(
+        default=str(PROJECT_ROOT / "mlruns" / "artifacts"),
+        description="Where a local tracking store keeps run artifacts.",
+    )
+    model_name: str = Field(default="churn", description="Registered model name in MLflow.")
+    horizon_days: int = Field(default=90, ge=7, le=730, description="A customer is lost after H days without an order.")
+    active_days: int = Field(default=365, ge=30, le=1095, description="Active = ordered within this many days before the as-of date.")
+    seed: int = Field(default=42, description="Random seed for sampling, training and tuning.")
+    api_key: SecretStr | None = Field(default=None, description="API key for the service (or CHURN_API_KEY_FILE).")
+    api_key_file: Path | None = Field(default=None, description="File holding the API key.")
+    playbook: Path | None = Field(default=None, description="Win-back playbook YAML; the shipped default when empty.")
+    max_batch: int = Field(default=1000, ge=1, description="Largest /predict batch accepted.")
+    risk_high: float = Field(default=0.5, gt=0, lt=1, description="Probability from which risk_band is high.")
+    risk_medium: float = Field(default=0.25, gt=0, lt=1, description="Probability from which risk_band is medium.")
+
+    @field_validator("risk_medium")
+    @classmethod
+    def _medium_below_high(cls, v: float, info) -> float:  # noqa: ANN001
+        high = info.data.get("risk_high", 0.5)
+        if v >= high:
+            raise ValueError(f"risk_medium ({v}) must be below risk_high ({high})")
+        return v
+
+    def resolved_api_key(self) -> str | None:
+        """The API key from CHURN_API_KEY, else from the key file, else None."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_file is not None:
+            return self.api_key_file.read_text().strip() or None
+        return None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with non-None ``overrides`` (CLI flags) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

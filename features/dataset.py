@@ -1,0 +1,691 @@
+"""Where a CRM dataset lives, and how to read and write it.
+
+A *location* is one of:
+
+- a folder of CSV or Parquet files, one per table, named after the table (``orders.csv``);
+- a DuckDB database file (``data/crm.duckdb``, the embedded default);
+- a SQL database URL, PostgreSQL first (``postgresql://user@host:5432/db?schema=crm``).
+
+:func:`open_dataset` returns a :class:`CRMDataset` whose tables are Ibis expressions on the
+database engine, normalised to the contract's types, so that features run inside the engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import ibis
+import ibis.expr.datatypes as dt
+import pandas as pd
+
+from features.contract import ID_COLUMNS, REQUIRED_TABLES, TABLES
+
+OnError = Literal["fail", "quarantine"]
+LocationKind = Literal["folder", "duckdb", "postgres"]
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class DataError(ValueError):
+    """Bad input a user can fix; the message says which table, column and what to do."""
+
+
+def location_kind(location: str | Path) -> LocationKind:
+    """Tell a folder, a DuckDB file and a database URL apart.
+
+    Args:
+        location: the dataset location.
+
+    Returns:
+        "folder", "duckdb" or "postgres".
+    """
+    text = str(location)
+    if re.match(r"^postgres(ql)?(\+\w+)?://", text):
+        return "postgres"
+    if "://" in text:
+        raise DataError(f"unsupported database URL {text!r}: use postgresql://..., a .duckdb file or a folder")
+    path = Path(text)
+    if path.suffix in (".duckdb", ".db", ".ddb"):
+        return "duckdb"
+    if path.is_file():
+        raise DataError(f"{text} is a file but not a DuckDB database: give a folder of CSV/Parquet files, a .duckdb file or a postgresql:// URL")
+    return "folder"
+
+
+def _split_pg_url(url: str) -> tuple[str, str | None]:
+    """Separate our ``schema`` query parameter from a PostgreSQL URL."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    schema = query.pop("schema", [None])[0]
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise DataError(f"schema {schema!r} in the database URL is not a plain SQL name")
+    scheme = "postgresql"
+    clean = urlunsplit((scheme, parts.netloc, parts.path, urlencode(query, doseq=True), parts.fragment))
+    return clean, schema
+
+
+def connect(location: str | Path, *, read_only: bool = False) -> ibis.BaseBackend:
+    """An Ibis connection to the engine behind ``location`` (in-memory DuckDB for a folder)."""
+    kind = location_kind(location)
+    if kind == "postgres":
+        url, schema = _split_pg_url(str(location))
+        con = ibis.connect(url)
+        if schema:
+            con.raw_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            con.raw_sql(f'SET search_path TO "{schema}"')
+        return con
+    if kind == "duckdb":
+        path = Path(location)
+        if read_only and not path.exists():
+            raise DataError(f"no DuckDB database at {path}: run `churn generate --out {path}` or give another --data")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return ibis.duckdb.connect(str(path), read_only=read_only)
+    return ibis.duckdb.connect()
+
+
+def _folder_files(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for name in TABLES:
+        for ext in (".parquet", ".csv"):
+            candidate = folder / f"{name}{ext}"
+            if candidate.exists():
+                if name in found:
+                    raise DataError(f"table {name} is in {folder} twice ({found[name].name} and {candidate.name}): keep one")
+                found[name] = candidate
+    return found
+
+
+def _normalise(table: ibis.Table, name: str) -> ibis.Table:
+    """Select the contract's columns with the contract's types (ids as strings, dates as dates)."""
+    spec = TABLES[name]
+    exprs = {}
+    for col in spec.columns:
+        if col not in table.columns:
+            continue
+        c = table[col]
+        if col in ID_COLUMNS:
+            exprs[col] = c.cast(dt.string)
+        elif col in spec.dates:
+            exprs[col] = c.cast(dt.date) if not c.type().is_string() else c.cast(dt.timestamp).cast(dt.date)
+        elif col in spec.numbers:
+            exprs[col] = c.cast(dt.float64)
+        else:
+            exprs[col] = c.cast(dt.string)
+    return table.select(**exprs)
+
+
+@dataclass
+class CRMDataset:
+    """An opened CRM dataset: an engine connection and its (normalised) tables.
+
+    Attributes:
+        location: where the data lives, as given.
+        con: the Ibis backend the features run on.
+        tables: the contract tables present, as Ibis expressions with contract types.
+        kind: "folder", "duckdb" or "postgres".
+    """
+
+    location: str
+    con: ibis.BaseBackend
+    tables: dict[str, ibis.Table]
+    kind: LocationKind = "duckdb"
+    report: ValidationReport | None = None
+    _end: date | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_frames(cls, frames: Mapping[str, pd.DataFrame], *, validate: bool = True, as_of: date | None = None) -> CRMDataset:
+        """An in-memory DuckDB dataset from pandas frames (tests, notebooks, imports).
+
+        Args:
+            frames: table name to frame; only contract table names are used.
+            validate: check the rows against the contract first (fail on bad rows).
+            as_of: dates after this day count as errors when validating.
+        """
+        con = ibis.duckdb.connect()
+        report = None
+        if validate:
+            frames, report = validate_frames(frames, as_of=as_of, on_error="fail", source="frames")
+        tables = {}
+        for name, frame in frames.items():
+            if name in TABLES:
+                tables[name] = _normalise(con.create_table(name, _coerce_types(frame, name)), name)
+        _check_required(tables, "frames")
+        return cls(location=":memory:", con=con, tables=tables, kind="duckdb", report=report)
+
+    def has(self, name: str) -> bool:
+        """Whether the optional table ``name`` is present."""
+        return name in self.tables
+
+    def table(self, name: str) -> ibis.Table:
+        """The normalised table ``name``; a clear error when the dataset has none."""
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise DataError(f"the dataset at {self.location} has no {name} table") from None
+
+    def end_date(self) -> date:
+        """The day after the newest order: the default as-of date ("today" for this data)."""
+        if self._end is None:
+            newest = self.table("orders").order_date.max().execute()
+            if newest is None or pd.isna(newest):
+                raise DataError(f"the orders table at {self.location} is empty: a model needs order history")
+            self._end = pd.Timestamp(newest).date() + timedelta(days=1)
+        return self._end
+
+    def start_date(self) -> date:
+        """The day of the oldest order."""
+        oldest = self.table("orders").order_date.min().execute()
+        return pd.Timestamp(oldest).date()
+
+    def fingerprint(self) -> str:
+        """A short hash of the data (row counts, date ranges and amount sums per table), computed in the engine."""
+        parts = []
+        for name in sorted(self.tables):
+            t = self.tables[name]
+            spec = TABLES[name]
+            aggs = {"n": t.count()}
+            for col in spec.dates:
+                if col in t.columns:
+                    aggs[f"{col}_min"] = t[col].min().cast(dt.string)
+                    aggs[f"{col}_max"] = t[col].max().cast(dt.string)
+            for col in spec.numbers:
+                if col in t.columns:
+                    aggs[f"{col}_sum"] = t[col].sum().round(2)
+            row = t.aggregate(**aggs).to_pandas().iloc[0].to_dict()
+            parts.append(f"{name}:{sorted((k, str(v)) for k, v in row.items())}")
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def cut(self, as_of: date) -> CRMDataset:
+        """The dataset as it was known on ``as_of``: every row dated on or after it dropped.
+
+        Orders, complaints, invoices and contacts dated on or after ``as_of`` go; a complaint
+        resolved or an invoice paid on or after ``as_of`` looks open or unpaid; customers created
+        on or after ``as_of`` go.
+        """
+        t = self.tables
+        cut: dict[str, ibis.Table] = {}
+        day = ibis.literal(as_of, type=dt.date)
+        for name, table in t.items():
+            if name == "orders":
+                cut[name] = table.filter(table.order_date < day)
+            elif name == "complaints":
+                c = table.filter(table.opened_at < day)
+                if "resolved_at" in c.columns:
+                    c = c.mutate(resolved_at=ibis.ifelse(c.resolved_at < day, c.resolved_at, ibis.null(dt.date)))
+                cut[name] = c
+            elif name == "invoices":
+                i = table.filter(table.issued_at < day)
+                if "paid_at" in i.columns:
+                    i = i.mutate(paid_at=ibis.ifelse(i.paid_at < day, i.paid_at, ibis.null(dt.date)))
+                cut[name] = i
+            elif name == "contacts":
+                cut[name] = table.filter(table.contacted_at < day)
+            elif name == "customers" and "created_at" in table.columns:
+                cut[name] = table.filter(table.created_at.isnull() | (table.created_at < day))
+            else:
+                cut[name] = table
+        return CRMDataset(location=f"{self.location} (as of {as_of})", con=self.con, tables=cut, kind=self.kind, report=self.report)
+
+    def name(self) -> str:
+        """A readable name for the dataset (for experiment names)."""
+        if self.kind == "postgres":
+            url, schema = _split_pg_url(self.location)
+            return f"{urlsplit(url).path.strip('/')}.{schema or 'public'}"
+        return Path(self.location).stem or "dataset"
+
+
+def _check_required(tables: Mapping[str, object], location: str) -> None:
+    for name in REQUIRED_TABLES:
+        if name not in tables:
+            raise DataError(
+                f"the dataset at {location} has no {name} table: it is the one table every model needs "
+                f"(columns {', '.join(TABLES[name].required)})"
+            )
+
+
+def _read_raw_tables(location: str | Path, con: ibis.BaseBackend) -> dict[str, ibis.Table]:
+    kind = location_kind(location)
+    if kind == "folder":
+        folder = Path(location)
+        if not folder.is_dir():
+            raise DataError(f"no dataset at {folder}: give a folder of CSV/Parquet files, a .duckdb file or a postgresql:// URL")
+        out = {}
+        for name, path in _folder_files(folder).items():
+            if path.suffix == ".csv":
+                out[name] = con.read_csv(str(path), table_name=f"raw_{name}", all_varchar=True)
+            else:
+                out[name] = con.read_parquet(str(path), table_name=f"raw_{name}")
+        return out
+    present = set(con.list_tables())
+    return {name: con.table(name) for name in TABLES if name in present}
+
+
+def read_raw_frames(location: str | Path) -> dict[str, pd.DataFrame]:
+    """Every contract table at ``location`` as it is stored (no type coercion), for validation and copying."""
+    kind = location_kind(location)
+    con = connect(location, read_only=(kind == "duckdb"))
+    raw = _read_raw_tables(location, con)
+    _check_required(raw, str(location))
+    return {name: t.to_pandas() for name, t in raw.items()}
+
+
+def open_dataset(
+    location: str | Path,
+    *,
+    validate: bool = True,
+    on_error: OnError = "fail",
+    as_of: date | None = None,
+    quarantine_dir: Path | None = None,
+) -> CRMDataset:
+    """Open a CRM dataset for feature computation.
+
+    Args:
+        location: a folder, a .duckdb file or a postgresql:// URL.
+        validate: check every row against the contract (pulls the tables once).
+        on_error: "fail" raises :class:`DataError` on bad rows; "quarantine" writes them to
+            files next to the data and goes on with the good rows.
+        as_of: dates after this day are errors ("in the future"); default: today.
+        quarantine_dir: where quarantined rows go (default: next to the data).
+
+    Returns:
+        The opened dataset.
+    """
+    kind = location_kind(location)
+    con = connect(location, read_only=(kind == "duckdb"))
+    raw = _read_raw_tables(location, con)
+    _check_required(raw, str(location))
+    report = None
+    if validate or kind == "folder":
+        frames = {name: t.to_pandas() for name, t in raw.items()}
+        if validate:
+            frames, report = validate_frames(
+                frames, as_of=as_of, on_error=on_error, source=str(location),
+                quarantine_dir=quarantine_dir or default_quarantine_dir(location),
+            )
+        if kind == "folder" or (report is not None and report.quarantined):
+            if kind == "duckdb":
+                con = ibis.duckdb.connect()  # the file is read-only: clean rows go to memory
+            tables = {
+                name: _normalise(con.create_table(f"clean_{name}", _coerce_types(frame, name), temp=(kind == "postgres")), name)
+                for name, frame in frames.items()
+            }
+            return CRMDataset(str(location), con, tables, kind, report)
+    tables = {name: _normalise(t, name) for name, t in raw.items()}
+    return CRMDataset(str(location), con, tables, kind, report)
+
+
+def default_quarantine_dir(location: str | Path) -> Path:
+    """Next to the data: ``<folder>/quarantine``, ``<file>.quarantine/``, or ``./quarantine`` for a URL."""
+    kind = location_kind(location)
+    if kind == "folder":
+        return Path(location) / "quarantine"
+    if kind == "duckdb":
+        path = Path(location)
+        return path.with_name(path.name + ".quarantine")
+    return Path("quarantine")
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+@dataclass
+class Problem:
+    """One rule broken by some rows of one table."""
+
+    table: str
+    column: str
+    rule: str
+    rows: int
+    examples: list[str]
+
+    def __str__(self) -> str:
+        ex = "; ".join(self.examples[:3])
+        return f"table {self.table}, column {self.column}: {self.rows} row(s) {self.rule} (e.g. {ex})"
+
+
+@dataclass
+class ValidationReport:
+    """What validation found: rows read, rows kept and the problems, per table."""
+
+    rows_read: dict[str, int] = field(default_factory=dict)
+    rows_loaded: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    quarantine_files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def quarantined(self) -> dict[str, int]:
+        return {t: self.rows_read[t] - self.rows_loaded[t] for t in self.rows_read if self.rows_read[t] != self.rows_loaded[t]}
+
+
+def _coerce_types(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Contract types, raising nothing: values that do not parse become missing (caught by validation)."""
+    spec = TABLES[name]
+    out = frame.copy()
+    for col in out.columns:
+        if col in spec.dates:
+            out[col] = _parse_dates(out[col])
+        elif col in spec.numbers:
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+        elif col in spec.columns:
+            out[col] = _as_text(out[col])
+    return out
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_float_dtype(series):
+        # ids exported as floats (1234.0) read back as "1234"
+        as_int = series.dropna()
+        if (as_int == as_int.round()).all():
+            return series.astype("Int64").astype("string")
+    s = series.astype("string").str.strip()
+    return s.mask(s == "", pd.NA)
+
+
+def _parse_dates(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        s = series.dt.tz_localize(None) if getattr(series.dt, "tz", None) is not None else series
+        return s.dt.normalize().astype("datetime64[us]")
+    if series.dtype == object and len(series.dropna()) and isinstance(series.dropna().iloc[0], date):
+        return pd.to_datetime(series, errors="coerce").dt.normalize().astype("datetime64[us]")
+    text = series.astype("string").str.strip()
+    text = text.mask(text == "", pd.NA)
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+    retry = parsed.isna() & text.notna()
+    if retry.any():
+        parsed = parsed.mask(retry, pd.to_datetime(text[retry], errors="coerce", format="mixed", dayfirst=False))
+    return parsed.dt.normalize().astype("datetime64[us]")
+
+
+def validate_frames(
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    as_of: date | None = None,
+    on_error: OnError = "fail",
+    source: str = "data",
+    quarantine_dir: Path | None = None,
+) -> tuple[dict[str, pd.DataFrame], ValidationReport]:
+    """Check CRM tables against the contract.
+
+    Missing columns always fail (no row can be saved). Row problems (unparseable dates, negative
+    invoice amounts, due dates before issue dates, unknown customers, duplicated ids, dates in the
+    future of ``as_of``, values outside a column's choices) fail with a message naming table,
+    column, count and examples, or, with ``on_error="quarantine"``, go to
+    ``quarantine_dir/<table>.csv`` with a ``problem`` column while the good rows go on.
+
+    Args:
+        frames: table name to raw frame.
+        as_of: the latest allowed date (inclusive); default today.
+        on_error: "fail" or "quarantine".
+        source: the dataset's location, for messages.
+        quarantine_dir: where bad rows are written in quarantine mode.
+
+    Returns:
+        The clean frames (contract types) and the report.
+    """
+    if on_error not in ("fail", "quarantine"):
+        raise DataError(f"on_error must be 'fail' or 'quarantine', not {on_error!r}")
+    limit = pd.Timestamp(as_of or date.today())
+    report = ValidationReport()
+    unknown = sorted(set(frames) - set(TABLES))
+    frames = {n: f for n, f in frames.items() if n in TABLES}
+    _check_required(frames, source)
+
+    missing = []
+    for name, frame in frames.items():
+        spec = TABLES[name]
+        absent = [c for c in spec.required if c not in frame.columns]
+        if absent:
+            missing.append(
+                f"table {name} is missing required column(s) {', '.join(absent)} "
+                f"(it has {', '.join(map(str, frame.columns)) or 'no columns'}; rename or add them)"
+            )
+    if missing:
+        raise DataError(f"{source}: " + "; ".join(missing))
+
+    bad_masks: dict[str, pd.Series] = {}
+    reasons: dict[str, pd.Series] = {}
+    clean: dict[str, pd.DataFrame] = {}
+
+    def flag(name: str, column: str, rule: str, mask: pd.Series, frame: pd.DataFrame) -> None:
+        mask = mask.fillna(False).astype(bool)
+        n = int(mask.sum())
+        if not n:
+            return
+        cols = [c for c in (TABLES[name].key, "customer_id", column) if c and c in frame.columns]
+        cols = list(dict.fromkeys(cols))
+        examples = [
+            ", ".join(f"{c}={frame.at[i, c]!s}" for c in cols) for i in frame.index[mask][:3]
+        ]
+        report.problems.append(Problem(name, column, rule, n, examples))
+        bad_masks[name] = bad_masks[name] | mask
+        text = f"{column}: {rule}"
+        reasons[name] = reasons[name].where(~mask, reasons[name].where(reasons[name] == "", reasons[name] + "; ") + text)
+
+    for name, raw in frames.items():
+        spec = TABLES[name]
+        raw = raw.reset_index(drop=True)
+        typed = _coerce_types(raw, name)
+        report.rows_read[name] = len(raw)
+        bad_masks[name] = pd.Series(False, index=raw.index)
+        reasons[name] = pd.Series("", index=raw.index, dtype=object)
+        for col in spec.dates:
+            if col in raw.columns:
+                unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
+                flag(name, col, "with a date that cannot be parsed (use YYYY-MM-DD)", unparsed, raw)
+                flag(name, col, f"dated after {limit.date()} (in the future of the as-of date)", typed[col] > limit, raw)
+        for col in spec.numbers:
+            if col in raw.columns:
+                unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
+                flag(name, col, "with a value that is not a number", unparsed, raw)
+        for col in spec.required:
+            already = bad_masks[name]
+            flag(name, col, "empty (the column is required)", typed[col].isna() & ~already, raw)
+        if spec.key:
+            dup = typed[spec.key].notna() & typed[spec.key].duplicated(keep=False)
+            flag(name, spec.key, "with a duplicated id (ids must be unique)", dup, raw)
+        schema = _row_schema_failures(typed, name)
+        for column, rule, mask in schema:
+            flag(name, column, rule, mask, raw)
+        clean[name] = typed
+
+    if "customers" in clean:
+        known = set(clean["customers"].loc[~bad_masks["customers"], "customer_id"].dropna())
+        for name, frame in clean.items():
+            if name != "customers":
+                flag(name, "customer_id", "for a customer that is not in the customers table", ~frame["customer_id"].isin(known) & frame["customer_id"].notna(), frames[name].reset_index(drop=True))
+
+    if report.problems and on_error == "fail":
+        lines = "\n  - ".join(str(p) for p in report.problems)
+        raise DataError(
+            f"{source}: {sum(p.rows for p in report.problems)} problem(s) in the CRM data:\n  - {lines}\n"
+            "Fix the rows, or run with --on-error quarantine to set them aside in a file and go on with the rest."
+        )
+    for name, frame in clean.items():
+        bad = bad_masks[name]
+        if bad.any():
+            target = (quarantine_dir or Path("quarantine"))
+            target.mkdir(parents=True, exist_ok=True)
+            out = frames[name].reset_index(drop=True).loc[bad].copy()
+            out["problem"] = reasons[name][bad]
+            path = target / f"{name}.csv"
+            out.to_csv(path, index=False)
+            report.quarantine_files[name] = path
+        clean[name] = frame.loc[~bad].reset_index(drop=True)
+        report.rows_loaded[name] = len(clean[name])
+    if unknown:
+        report.problems.append(Problem(",".join(unknown), "-", "ignored: not a contract table", 0, []))
+    return clean, report
+
+
+def _row_schema_failures(typed: pd.DataFrame, name: str) -> list[tuple[str, str, pd.Series]]:
+    """Run the pandera row schema and turn its failure cases into per-rule row masks."""
+    import pandera.errors as pae
+
+    from features.contract import row_schema
+
+    schema = row_schema(TABLES[name], set(typed.columns))
+    # required/unique are handled above with better messages; keep the value rules here
+    for col in schema.columns.values():
+        col.unique = False
+        col.nullable = True
+    try:
+        schema.validate(typed, lazy=True)
+        return []
+    except pae.SchemaErrors as err:
+        cases = err.failure_cases
+    out = []
+    for check, group in cases.groupby("check", sort=False):
+        check = str(check)
+        idx = group["index"].dropna().astype(int).unique()
+        mask = pd.Series(False, index=typed.index)
+        mask.loc[[i for i in idx if i in typed.index]] = True
+        if " before " in check:  # a rule between two columns: name the first one
+            out.append((check.split(" ")[0], f"with {check}", mask))
+            continue
+        column = str(group["column"].dropna().iloc[0])
+        if check.startswith("isin"):
+            allowed = ", ".join(TABLES[name].choices.get(column, ()))
+            out.append((column, f"with a value that is not one of {allowed}", mask))
+        elif check.startswith("greater_than_or_equal_to"):
+            out.append((column, "negative (must be 0 or more; a credit note is a negative order)", mask))
+        else:
+            out.append((column, f"failing {check}", mask))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def write_dataset(
+    location: str | Path,
+    data: Mapping[str, pd.DataFrame] | Iterable[Mapping[str, pd.DataFrame]],
+    *,
+    file_format: Literal["parquet", "csv"] = "parquet",
+) -> dict[str, int]:
+    """Write CRM tables to a folder, a DuckDB file or PostgreSQL, replacing tables of the same name.
+
+    Args:
+        location: target folder, .duckdb file or postgresql:// URL.
+        data: one mapping of frames, or an iterable of such chunks (appended in order).
+        file_format: for a folder, Parquet or CSV files.
+
+    Returns:
+        Rows written per table.
+    """
+    chunks: Iterator[Mapping[str, pd.DataFrame]] = iter([data]) if isinstance(data, Mapping) else iter(data)
+    kind = location_kind(location)
+    counts: dict[str, int] = {}
+    if kind == "folder":
+        writer = _FolderWriter(Path(location), file_format)
+    elif kind == "duckdb":
+        writer = _DuckDBWriter(Path(location))
+    else:
+        writer = _PostgresWriter(str(location))
+    try:
+        for chunk in chunks:
+            for name, frame in chunk.items():
+                frame = _coerce_types(frame, name) if name in TABLES else frame
+                writer.write(name, frame, first=name not in counts)
+                counts[name] = counts.get(name, 0) + len(frame)
+    finally:
+        writer.close()
+    return counts
+
+
+class _FolderWriter:
+    def __init__(self, folder: Path, file_format: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.fmt = folder, file_format
+        self.writers: dict[str, object] = {}
+
+    def write(self, name: str, frame: pd.DataFrame, first: bool) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = self.folder / f"{name}.{self.fmt}"
+        other = self.folder / f"{name}.{'csv' if self.fmt == 'parquet' else 'parquet'}"
+        if first and other.exists():
+            other.unlink()
+        if self.fmt == "csv":
+            out = frame.copy()
+            for col in out.columns:
+                if pd.api.types.is_datetime64_any_dtype(out[col]):
+                    out[col] = out[col].dt.strftime("%Y-%m-%d")
+            out.to_csv(path, index=False, mode="w" if first else "a", header=first)
+            return
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if first:
+            self.writers[name] = pq.ParquetWriter(path, table.schema)
+        self.writers[name].write_table(table.cast(self.writers[name].schema))
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
+
+
+class _DuckDBWriter:
+    def __init__(self, path: Path) -> None:
+        import duckdb
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(path))
+
+    def write(self, name: str, frame: pd.DataFrame, first: bool) -> None:
+        self.con.register("_chunk", frame)
+        if first:
+            self.con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _chunk')
+        else:
+            self.con.execute(f'INSERT INTO "{name}" SELECT * FROM _chunk')
+        self.con.unregister("_chunk")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class _PostgresWriter:
+    _TYPES = {"float64": "double precision", "int64": "bigint", "Int64": "bigint", "bool": "boolean"}
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        clean, schema = _split_pg_url(url)
+        self.conn = psycopg.connect(clean.replace("postgresql+psycopg", "postgresql"), autocommit=False)
+        self.schema = schema or "public"
+        self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+
+    def _sql_type(self, series: pd.Series) -> str:
+        if pd.api.types.is_datetime64_any_dtype(series):
+            return "date"
+        return self._TYPES.get(str(series.dtype), "text")
+
+    def write(self, name: str, frame: pd.DataFrame, first: bool) -> None:
+        table = f'"{self.schema}"."{name}"'
+        if first:
+            cols = ", ".join(f'"{c}" {self._sql_type(frame[c])}' for c in frame.columns)
+            self.conn.execute(f"DROP TABLE IF EXISTS {table}")
+            self.conn.execute(f"CREATE TABLE {table} ({cols})")
+        buf = io.StringIO()
+        out = frame.copy()
+        for col in out.columns:
+            if pd.api.types.is_datetime64_any_dtype(out[col]):
+                out[col] = out[col].dt.strftime("%Y-%m-%d")
+        out.to_csv(buf, index=False, header=False, na_rep="\\N")
+        buf.seek(0)
+        cols = ", ".join(f'"{c}"' for c in frame.columns)
+        with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
+            while data := buf.read(1 << 20):
+                copy.write(data)
+
+    def close(self) -> None:
+        self.conn.commit()
+        self.conn.close()
