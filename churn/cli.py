@@ -16,6 +16,8 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
+import warnings
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -23,6 +25,9 @@ from rich.table import Table
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# library deprecation chatter is for us, not for the retention team
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message=".*future.infer_string.*")
 
 app = typer.Typer(
     name="churn",

@@ -481,7 +481,8 @@ def validate_frames(
             if col in raw.columns:
                 unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
                 flag(name, col, "with a date that cannot be parsed (use YYYY-MM-DD)", unparsed, raw)
-                flag(name, col, f"dated after {limit.date()} (in the future of the as-of date)", typed[col] > limit, raw)
+                if col != "due_at":  # an invoice may fall due after today; every other date is an event
+                    flag(name, col, f"dated after {limit.date()} (in the future of the as-of date)", typed[col] > limit, raw)
         for col in spec.numbers:
             if col in raw.columns:
                 unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
