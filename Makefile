@@ -24,11 +24,12 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/churn demo
 
-# Browser tests drive Debian's Chromium; install it when missing (needs root, as on CI).
+# Browser tests drive Debian's Chromium (and a CJK font for the page's Chinese terms);
+# install them when missing (needs root, as on CI).
 browser:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium is missing: run 'sudo apt-get install chromium' (browser tests will fail without it)"; fi; }
+	@{ command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi wenquanyi; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null; \
+	  else echo "chromium is missing: run 'sudo apt-get install chromium fonts-wqy-zenhei' (browser tests will fail without it)"; fi; }
 
 test: $(STAMP) browser
 	$(VENV)/bin/python -m pytest

@@ -238,28 +238,31 @@ def train(
 
     settings = _settings(data=data, horizon_days=horizon, seed=seed)
     ds = open_dataset(settings.data, on_error=on_error, as_of=_as_date(as_of))  # type: ignore[arg-type]
-    result = run_training(
-        ds,
-        horizon_days=settings.horizon_days,
-        trials=trials,
-        timeout_s=timeout,
-        as_of=_as_date(as_of),
-        seed=settings.seed,
-        tracking_uri=settings.tracking_uri,
-        artifact_root=settings.artifact_root,
-        model_name=settings.model_name,
-    )
+    try:
+        result = run_training(
+            ds,
+            horizon_days=settings.horizon_days,
+            trials=trials,
+            timeout_s=timeout,
+            as_of=_as_date(as_of),
+            seed=settings.seed,
+            tracking_uri=settings.tracking_uri,
+            artifact_root=settings.artifact_root,
+            model_name=settings.model_name,
+        )
+    finally:
+        ds.close()
     _print_training(result, settings)
 
 
 def _print_training(result: Any, settings: Any) -> None:
     table = Table(title="test period (a later time than training)")
     table.add_column("model")
-    for m in ("pr_auc", "roc_auc", "brier", "lift_10", "capture_10"):
+    for m in ("pr_auc", "roc_auc", "brier", "lift_top10", "capture_top10"):
         table.add_column(m, justify="right")
     rows = {"LightGBM (calibrated)": result.metrics, **{f"baseline: {k}": v for k, v in result.baselines.items()}}
     for name, metrics in rows.items():
-        table.add_row(name, *(f"{metrics.get(m, float('nan')):.3f}" for m in ("pr_auc", "roc_auc", "brier", "lift_10", "capture_10")))
+        table.add_row(name, *(f"{metrics.get(m, float('nan')):.3f}" for m in ("pr_auc", "roc_auc", "brier", "lift_top10", "capture_top10")))
     out.print(table)
     status = "[green]champion[/]" if result.promoted else "[yellow]challenger[/]"
     out.print(f"model {settings.model_name} version {result.version} is {status}: {result.reason}")
@@ -352,6 +355,7 @@ def demo(
         model_name=settings.model_name,
     )
     _print_training(result, settings)
+    ds.close()
     risk_file = data_path.parent / "risk_list.csv"
     frame = score_all(settings, out=risk_file)
     _print_risk_list(frame, f"3. risk list: {len(frame):,} active customers scored, top 10 by value at risk")

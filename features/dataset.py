@@ -160,6 +160,13 @@ class CRMDataset:
         _check_required(tables, "frames")
         return cls(location=":memory:", con=con, tables=tables, kind="duckdb", report=report)
 
+    def close(self) -> None:
+        """Release the engine connection (a DuckDB file takes one configuration per process)."""
+        try:
+            self.con.disconnect()
+        except Exception:  # noqa: BLE001 - closing twice or a backend without disconnect is fine
+            pass
+
     def has(self, name: str) -> bool:
         """Whether the optional table ``name`` is present."""
         return name in self.tables

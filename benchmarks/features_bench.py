@@ -1,0 +1,148 @@
+"""Feature pipeline benchmark: one snapshot and a 24-snapshot training set on the 100,000-customer sample.
+
+Generates the 3-year sample (about 10 million orders) into ``data/bench/sample_100k.duckdb`` once
+(reused afterwards), then times, each in a fresh process so the peak memory is its own:
+
+- one snapshot at the end of the data;
+- the training set of the 24 monthly snapshots whose labels mature last.
+
+Targets on a 2-core machine: snapshot < 15 s, training set < 3 min, peak RSS < 4 GB.
+
+Usage::
+
+    .venv/bin/python benchmarks/features_bench.py [--customers 100000] [--years 3] [--snapshots 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "data" / "bench"
+TARGETS = {"snapshot": 15.0, "training_set": 180.0}
+PEAK_TARGET_GB = 4.0
+
+
+def sample_path(customers: int, years: float) -> Path:
+    """Where the sample with this size lives."""
+    return BENCH_DIR / f"sample_{customers // 1000}k_{years:g}y.duckdb"
+
+
+def ensure_sample(customers: int, years: float) -> Path:
+    """Generate the sample into a DuckDB file unless it is there already.
+
+    Args:
+        customers: number of customers.
+        years: years of history.
+
+    Returns:
+        The DuckDB file.
+    """
+    from features.dataset import write_dataset
+    from features.sample_data import iter_sample_chunks
+
+    path = sample_path(customers, years)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.duckdb")
+    partial.unlink(missing_ok=True)
+    started = time.perf_counter()
+    counts = write_dataset(partial, iter_sample_chunks(customers=customers, years=years, chunk_size=5000))
+    partial.rename(path)
+    print(f"generated {path} in {time.perf_counter() - started:.0f} s: {counts}", flush=True)
+    return path
+
+
+def cpu_seconds() -> float:
+    """User plus system CPU time of this process (all engine threads included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process, in GB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def run_case(case: str, path: Path, snapshots: int) -> dict[str, object]:
+    """Time one case in this process.
+
+    Args:
+        case: "snapshot" or "training_set".
+        path: the DuckDB sample.
+        snapshots: snapshots in the training set.
+
+    Returns:
+        Seconds, peak RSS and the frame's shape.
+    """
+    from features.dataset import open_dataset
+    from features.labels import build_training_set, snapshot_dates
+    from features.snapshot import build_snapshot
+
+    data = open_dataset(path, validate=False)
+    end = data.end_date()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
+    if case == "snapshot":
+        frame = build_snapshot(data, end)
+    else:
+        dates = snapshot_dates(data.start_date(), end, 90, "monthly")[-snapshots:]
+        frame = build_training_set(data, horizon_days=90, dates=dates)
+    seconds = time.perf_counter() - started
+    return {
+        "case": case,
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu_seconds() - cpu_started, 2),
+        "peak_rss_gb": round(peak_rss_gb(), 2),
+        "rows": len(frame),
+        "columns": frame.shape[1],
+        "snapshots": int(frame["as_of"].nunique()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print one line per case.
+
+    Args:
+        argv: command-line arguments.
+
+    Returns:
+        0 when every target is met, 1 otherwise.
+    """
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--years", type=float, default=3.0)
+    parser.add_argument("--snapshots", type=int, default=24)
+    parser.add_argument("--case", choices=["snapshot", "training_set"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    path = ensure_sample(args.customers, args.years)
+    if args.case:
+        print(json.dumps(run_case(args.case, path, args.snapshots)))
+        return 0
+    ok = True
+    for case in ("snapshot", "training_set"):
+        cmd = [sys.executable, __file__, "--customers", str(args.customers), "--years", str(args.years), "--snapshots", str(args.snapshots), "--case", case]
+        result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        met = result["seconds"] < TARGETS[case] and result["peak_rss_gb"] < PEAK_TARGET_GB
+        ok &= met
+        print(
+            f"{case:13s} {result['seconds']:8.1f} s  (CPU {result['cpu_seconds']:.1f} s)  peak RSS {result['peak_rss_gb']:.2f} GB  "
+            f"{result['snapshots']} snapshot(s), {result['rows']:,} rows x {result['columns']} columns  "
+            f"(target < {TARGETS[case]:.0f} s, < {PEAK_TARGET_GB:.0f} GB: {'met' if met else 'MISSED'})",
+            flush=True,
+        )
+    print(f"sample: {path}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs ({date.today()})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

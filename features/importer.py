@@ -1,0 +1,494 @@
+"""Map a transactions export (invoice lines from an ERP or web shop) to the CRM data contract.
+
+A company that has nothing but its sales ledger still gets a model: :func:`import_transactions`
+reads a CSV, Parquet or Excel file of invoice lines, aggregates the lines into one ``orders`` row
+per order (per order id, or per customer and day when the export has no order column), turns
+cancellations into negative orders (returns) and derives a minimal ``customers`` table. Every line
+read is either used or dropped for a named reason, and the report's counts add up.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from features.dataset import DataError
+
+CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+
+NO_CUSTOMER = "no customer id"
+BAD_DATE = "date missing or unparseable"
+NO_ORDER = "no order id"
+BAD_AMOUNT = "amount missing or not a number"
+ZERO_AMOUNT = "zero amount"
+DROP_REASONS = (NO_CUSTOMER, BAD_DATE, NO_ORDER, BAD_AMOUNT, ZERO_AMOUNT)
+
+_DATE_PARTS = ("%Y-%m-%d", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y%m%d", "%d/%m/%y", "%m/%d/%y", "%d.%m.%y")
+_TIME_PARTS = ("", " %H:%M", " %H:%M:%S", "T%H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
+_DECIMAL_COMMA = re.compile(r"^-?[\d.\s']*,\d+$")
+_SAMPLE = 2000
+
+
+@dataclass
+class ImportReport:
+    """What the import read, used and dropped.
+
+    Attributes:
+        source: the file read.
+        lines_read: data lines in the file (sheet).
+        lines_used: lines that went into an order.
+        dropped: lines dropped per reason (only reasons that occurred), in the order the rules apply.
+        examples: up to three examples of the dropped values per reason.
+        orders: orders written (including returns).
+        returns: orders with a negative amount (cancellations, credit notes, returns).
+        customers: customers written.
+        first_date: the earliest order date.
+        last_date: the latest order date.
+        notes: what else the reader should know (cancellations found, ambiguous date format ...).
+    """
+
+    source: str
+    lines_read: int = 0
+    lines_used: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    orders: int = 0
+    returns: int = 0
+    customers: int = 0
+    first_date: date | None = None
+    last_date: date | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def lines_dropped(self) -> int:
+        """All lines dropped, over every reason."""
+        return sum(self.dropped.values())
+
+    @property
+    def balanced(self) -> bool:
+        """Whether lines read = lines used + lines dropped."""
+        return self.lines_read == self.lines_used + self.lines_dropped
+
+    def rows(self) -> list[tuple[str, int, str]]:
+        """The report as (item, count, detail) rows, for a table.
+
+        Returns:
+            One row for lines read, one per drop reason, lines used, orders, returns and customers.
+        """
+        out: list[tuple[str, int, str]] = [("lines read", self.lines_read, self.source)]
+        for reason, n in self.dropped.items():
+            out.append((f"dropped: {reason}", n, "e.g. " + ", ".join(self.examples.get(reason, [])) if self.examples.get(reason) else ""))
+        out.append(("lines used", self.lines_used, ""))
+        span = f"{self.first_date} to {self.last_date}" if self.first_date else ""
+        out.append(("orders", self.orders, span))
+        out.append(("of which returns (negative amount)", self.returns, ""))
+        out.append(("customers", self.customers, ""))
+        return out
+
+
+@dataclass
+class ImportResult:
+    """The contract tables made from a transactions file, and the report.
+
+    Attributes:
+        orders: ``order_id, customer_id, order_date, amount`` (one row per order; returns negative).
+        customers: ``customer_id, created_at`` and ``region`` when a country column was given.
+        report: what was read, used and dropped.
+    """
+
+    orders: pd.DataFrame
+    customers: pd.DataFrame
+    report: ImportReport
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The tables by contract name, for ``write_dataset`` or ``CRMDataset.from_frames``."""
+        return {"orders": self.orders, "customers": self.customers}
+
+
+def import_transactions(
+    path: str | Path,
+    *,
+    customer_col: str,
+    date_col: str,
+    amount_col: str | None = None,
+    order_col: str | None = None,
+    quantity_col: str | None = None,
+    price_col: str | None = None,
+    country_col: str | None = None,
+    sheet: str | int | None = None,
+    date_format: str | None = None,
+    dayfirst: bool | None = None,
+    cancel_prefix: str | None = "C",
+    max_bad_share: float = 0.05,
+) -> ImportResult:
+    """Read a transactions file and map it to the ``orders`` and ``customers`` tables.
+
+    Lines are dropped, first matching rule wins, when they have no customer id, a missing or
+    unparseable date, no order id (when an order column is given), a missing or non-numeric amount
+    (or quantity or price), or an amount of zero. The remaining lines are summed per order id
+    (or per customer, day and sign when there is no order column). A line with a negative amount or
+    quantity, or on an order whose id starts with ``cancel_prefix``, counts negative (a return).
+
+    Args:
+        path: a .csv (any of , ; tab |, UTF-8 or Windows-1252), .parquet or .xlsx file.
+        customer_col: the customer id column (ids exported as numbers, 12346.0, become "12346").
+        date_col: the date (or date and time) of the line.
+        amount_col: the line amount; if absent, amount = quantity * price.
+        order_col: the invoice or order number; if absent, one order per customer and day.
+        quantity_col: units on the line (with ``price_col`` when there is no amount column).
+        price_col: unit price.
+        country_col: the customer's country or region (its most frequent value becomes ``region``).
+        sheet: the Excel sheet name or position (default: the first).
+        date_format: a strptime format such as ``%d/%m/%Y %H:%M``; default: detected.
+        dayfirst: how to read dates like 03/04/2011 when the file does not tell (default month first,
+            with a note in the report).
+        cancel_prefix: order ids starting with this mark cancellations (None: only negative
+            quantities or amounts do). Ignored when every order id starts with it.
+        max_bad_share: above this share of unparseable dates or amounts the import stops with an
+            error (a wrong column or format) instead of dropping the lines.
+
+    Returns:
+        The orders and customers frames and the report.
+
+    Raises:
+        DataError: the file cannot be read, a named column is missing, or a column cannot be parsed.
+    """
+    source = Path(path)
+    if amount_col is None and (quantity_col is None or price_col is None):
+        raise DataError("say how to get the amount: give --amount-col, or both --quantity-col and --price-col")
+    wanted = {
+        "--customer-col": customer_col,
+        "--date-col": date_col,
+        "--amount-col": amount_col,
+        "--order-col": order_col,
+        "--quantity-col": quantity_col,
+        "--price-col": price_col,
+        "--country-col": country_col,
+    }
+    columns = [c for c in dict.fromkeys(v for v in wanted.values() if v is not None)]
+    raw = read_transactions(source, columns=columns, flags={v: k for k, v in wanted.items() if v is not None}, sheet=sheet).reset_index(drop=True)
+    report = ImportReport(source=str(source), lines_read=len(raw))
+    reason = pd.Series(pd.NA, index=raw.index, dtype="object")
+
+    def drop(mask: pd.Series, why: str, values: pd.Series) -> None:
+        mask = mask.fillna(False).astype(bool) & reason.isna()
+        n = int(mask.sum())
+        if n:
+            reason[mask] = why
+            report.dropped[why] = n
+            report.examples[why] = [f"line {i + 1}: {_show(v)}" for i, v in values[mask].head(3).items()]
+
+    customer = normalise_ids(raw[customer_col])
+    drop(customer.isna(), NO_CUSTOMER, raw[customer_col])
+
+    order_date = _parse_date_column(raw[date_col], date_col, date_format, dayfirst, max_bad_share, report.notes)
+    drop(order_date.isna(), BAD_DATE, raw[date_col])
+
+    order = None
+    if order_col is not None:
+        order = normalise_ids(raw[order_col])
+        drop(order.isna(), NO_ORDER, raw[order_col])
+
+    if amount_col is not None:
+        amount = _parse_number_column(raw[amount_col], amount_col, max_bad_share)
+        shown = raw[amount_col]
+        if quantity_col is not None:
+            quantity = _parse_number_column(raw[quantity_col], quantity_col, max_bad_share)
+            amount = amount.where(~(quantity < 0), -amount.abs())
+    else:
+        assert quantity_col is not None and price_col is not None
+        quantity = _parse_number_column(raw[quantity_col], quantity_col, max_bad_share)
+        price = _parse_number_column(raw[price_col], price_col, max_bad_share)
+        amount = quantity * price
+        shown = raw[quantity_col].astype("string").fillna("") + " x " + raw[price_col].astype("string").fillna("")
+    drop(amount.isna(), BAD_AMOUNT, shown)
+    drop(amount == 0, ZERO_AMOUNT, shown)
+
+    used = reason.isna()
+    report.lines_used = int(used.sum())
+    lines = pd.DataFrame(
+        {
+            "customer_id": customer[used].astype("string"),
+            "order_date": order_date[used],
+            "amount": amount[used].astype("float64"),
+        }
+    )
+    if order is not None:
+        lines["order_ref"] = order[used]
+        cancelled = _cancellations(lines["order_ref"], cancel_prefix, report.notes)
+        lines["amount"] = lines["amount"].where(~cancelled, -lines["amount"].abs())
+    if country_col is not None:
+        lines["region"] = _text(raw.loc[used, country_col])
+
+    orders = _aggregate_orders(lines, report.notes)
+    customers = _customers_table(lines, orders)
+    report.orders = len(orders)
+    report.returns = int((orders["amount"] < 0).sum())
+    report.customers = len(customers)
+    if len(orders):
+        report.first_date = orders["order_date"].min().date()
+        report.last_date = orders["order_date"].max().date()
+    if not report.balanced:  # pragma: no cover - a bug, not a user error
+        raise AssertionError(f"import counts do not add up: {report}")
+    return ImportResult(orders=orders, customers=customers, report=report)
+
+
+def read_transactions(path: Path, *, columns: list[str], flags: dict[str, str] | None = None, sheet: str | int | None = None) -> pd.DataFrame:
+    """Read the named columns of a CSV, Parquet or Excel file, as stored (CSV as text).
+
+    Args:
+        path: the file.
+        columns: the columns needed; a missing one is a :class:`DataError` listing the file's columns.
+        flags: column name to the CLI flag that named it, for messages.
+        sheet: Excel sheet name or position.
+
+    Returns:
+        A frame with exactly ``columns``.
+    """
+    if not path.exists():
+        raise DataError(f"no file at {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder: give the transactions file itself (.csv, .parquet or .xlsx)")
+    suffix = path.suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        sep = _sniff_csv(path)
+        try:
+            header = [str(c) for c in _read_csv(path, sep, nrows=0).columns]
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{path} is empty") from None
+        _check_columns(path, header, columns, flags)
+        return _read_csv(path, sep, usecols=columns, dtype="string", skipinitialspace=True)[columns]
+    if suffix in PARQUET_SUFFIXES:
+        import pyarrow.parquet as pq
+
+        try:
+            header = list(pq.read_schema(path).names)
+        except Exception as err:  # noqa: BLE001 - any pyarrow failure means a broken file
+            raise DataError(f"{path} cannot be read as Parquet: {err}") from None
+        _check_columns(path, header, columns, flags)
+        return pd.read_parquet(path, columns=columns)
+    if suffix in EXCEL_SUFFIXES:
+        try:
+            frame = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, engine="openpyxl")
+        except ValueError as err:
+            if "not found" in str(err):
+                import openpyxl
+
+                names = openpyxl.load_workbook(path, read_only=True).sheetnames
+                raise DataError(f"{path} has no sheet {sheet!r}; it has {', '.join(map(repr, names))}") from None
+            raise DataError(f"{path} cannot be read as Excel: {err}") from None
+        frame.columns = [str(c) for c in frame.columns]
+        _check_columns(path, list(frame.columns), columns, flags)
+        return frame[columns]
+    if suffix == ".xls":
+        raise DataError(f"{path} is an old .xls workbook: save it as .xlsx or CSV and import that")
+    raise DataError(f"{path}: unknown file type {suffix or '(none)'}; give a .csv, .parquet or .xlsx file")
+
+
+def normalise_ids(series: pd.Series) -> pd.Series:
+    """Ids as text: stripped, empty as missing, and numbers exported as floats (12346.0) as "12346".
+
+    Args:
+        series: ids as read (text, integers or floats).
+
+    Returns:
+        A string series with missing values as ``<NA>``.
+    """
+    if pd.api.types.is_float_dtype(series):
+        whole = series.dropna()
+        if (whole == whole.round()).all():
+            return series.astype("Int64").astype("string")
+    text = series.astype("string").str.strip()
+    text = text.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+    return text.mask(text.isin(["", "nan", "NaN", "None", "NULL", "null"]), pd.NA)
+
+
+def _check_columns(path: Path, header: list[str], columns: list[str], flags: dict[str, str] | None) -> None:
+    missing = [c for c in columns if c not in header]
+    if not missing:
+        return
+    parts = []
+    for col in missing:
+        same = [h for h in header if h.strip().lower() == col.strip().lower()]
+        close = same or difflib.get_close_matches(col, header, n=1, cutoff=0.7)
+        hints = [h for h in ((flags or {}).get(col), f"did you mean {close[0]!r}?" if close else None) if h]
+        parts.append(f"{col!r}" + (f" ({'; '.join(hints)})" if hints else ""))
+    raise DataError(f"{path} has no column {', '.join(parts)}. The file's columns are: {', '.join(map(repr, header))}")
+
+
+def _sniff_csv(path: Path) -> str:
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16).decode("utf-8", errors="replace")
+    sample = "\n".join(head.splitlines()[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _read_csv(path: Path, sep: str, **kwargs: object) -> pd.DataFrame:
+    """Read a CSV as UTF-8, falling back to Windows-1252 and Latin-1 (what spreadsheet exports use)."""
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return pd.read_csv(path, sep=sep, encoding=encoding, **kwargs)  # type: ignore[call-overload]
+        except UnicodeDecodeError:
+            continue
+    return pd.read_csv(path, sep=sep, encoding="latin-1", **kwargs)  # type: ignore[call-overload]
+
+
+def _show(value: object) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+        return "(empty)"
+    text = str(value).strip()
+    return repr(text) if text else "(empty)"
+
+
+def _text(series: pd.Series) -> pd.Series:
+    text = series.astype("string").str.strip()
+    return text.mask(text == "", pd.NA)
+
+
+def _parse_date_column(series: pd.Series, name: str, date_format: str | None, dayfirst: bool | None, max_bad_share: float, notes: list[str]) -> pd.Series:
+    """Dates as day-precision ``datetime64``; unparseable values missing, too many of them an error."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        out = series.dt.tz_localize(None) if getattr(series.dt, "tz", None) is not None else series
+        return out.dt.normalize().astype("datetime64[us]")
+    if series.dtype == object and series.map(lambda v: isinstance(v, date)).any():
+        text = series.map(lambda v: v.isoformat() if isinstance(v, date) else v).astype("string").str.strip()
+    else:
+        text = series.astype("string").str.strip()
+    text = text.mask(text == "", pd.NA)
+    present = text.dropna()
+    if present.empty:
+        raise DataError(f"date column {name!r} is empty")
+    fmt = date_format or _detect_date_format(present, dayfirst, notes)
+    if fmt is None:
+        examples = ", ".join(repr(v) for v in present.drop_duplicates().head(3))
+        raise DataError(
+            f"date column {name!r} cannot be read as dates (e.g. {examples}): check --date-col, "
+            "or give the format with --date-format (such as %d/%m/%Y %H:%M)"
+        )
+    parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)
+    bad = parsed.isna() & text.notna()
+    if bad.sum() > max_bad_share * len(present):
+        examples = ", ".join(repr(v) for v in text[bad].drop_duplicates().head(3))
+        raise DataError(
+            f"date column {name!r}: {int(bad.sum()):,} of {len(present):,} values cannot be read as dates "
+            f"with the format {fmt!r} (e.g. {examples}): give the right format with --date-format"
+        )
+    return parsed.dt.normalize().astype("datetime64[us]")
+
+
+def _detect_date_format(values: pd.Series, dayfirst: bool | None, notes: list[str]) -> str | None:
+    """The format that reads most of a sample of ``values``; None when none reads half of it."""
+    sample = values.drop_duplicates().head(_SAMPLE)
+    iso = pd.to_datetime(sample, format="ISO8601", errors="coerce")
+    if iso.notna().mean() >= 0.99:
+        return "ISO8601"
+    scores: dict[str, float] = {}
+    for d in _DATE_PARTS:
+        for t in _TIME_PARTS:
+            fmt = d + t
+            scores[fmt] = float(pd.to_datetime(sample, format=fmt, errors="coerce").notna().mean())
+    best = max(scores.values())
+    if best < 0.5:
+        return None
+    winners = [f for f, s in scores.items() if s == best]
+    if len(winners) > 1:
+        day_first = [f for f in winners if f.startswith(("%d/", "%d-", "%d."))]
+        month_first = [f for f in winners if f.startswith(("%m/", "%m-"))]
+        if day_first and month_first:
+            chosen = day_first[0] if dayfirst else month_first[0]
+            if dayfirst is None:
+                notes.append(f"dates like {sample.iloc[0]!r} could be day or month first; read as month first (say --dayfirst otherwise)")
+            return chosen
+    return winners[0]
+
+
+def _parse_number_column(series: pd.Series, name: str, max_bad_share: float) -> pd.Series:
+    """Numbers as float64 (decimal commas and currency signs understood); too many failures an error."""
+    if pd.api.types.is_numeric_dtype(series):
+        return series.astype("float64")
+    text = series.astype("string").str.strip().str.replace(r"[£$€¥\s]", "", regex=True)
+    text = text.mask(text == "", pd.NA)
+    present = text.dropna()
+    numbers = pd.to_numeric(text, errors="coerce")
+    bad = numbers.isna() & text.notna()
+    if bad.any() and present[bad[text.notna()]].str.match(_DECIMAL_COMMA).mean() > 0.5:
+        swapped = text.str.replace(r"[.']", "", regex=True).str.replace(",", ".", regex=False)
+        numbers = numbers.where(~bad, pd.to_numeric(swapped, errors="coerce"))
+        bad = numbers.isna() & text.notna()
+    if bad.sum() > max_bad_share * max(len(present), 1):
+        examples = ", ".join(repr(v) for v in text[bad].drop_duplicates().head(3))
+        raise DataError(f"column {name!r}: {int(bad.sum()):,} of {len(present):,} values are not numbers (e.g. {examples})")
+    return numbers.astype("float64")
+
+
+def _cancellations(order_ref: pd.Series, prefix: str | None, notes: list[str]) -> pd.Series:
+    if not prefix or order_ref.empty:
+        return pd.Series(False, index=order_ref.index)
+    marked = order_ref.str.upper().str.startswith(prefix.upper()).fillna(False).astype(bool)
+    if marked.all():
+        notes.append(f"every order id starts with {prefix!r}: not read as cancellations")
+        return pd.Series(False, index=order_ref.index)
+    if marked.any():
+        notes.append(f"{int(marked.sum()):,} lines on {order_ref[marked].nunique():,} orders starting with {prefix!r} read as cancellations (negative amounts)")
+    return marked
+
+
+def _aggregate_orders(lines: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """One row per order: the lines' amounts summed, the earliest line date."""
+    cols = ["order_id", "customer_id", "order_date", "amount"]
+    if lines.empty:
+        return pd.DataFrame({c: pd.Series(dtype="string" if c.endswith("_id") else ("datetime64[us]" if c == "order_date" else "float64")) for c in cols})
+    if "order_ref" in lines.columns:
+        keyed = lines.assign(order_id=lines["order_ref"])
+        owners = keyed.groupby("order_id")["customer_id"].nunique()
+        shared = owners[owners > 1].index
+        if len(shared):
+            mask = keyed["order_id"].isin(shared)
+            keyed.loc[mask, "order_id"] = keyed.loc[mask, "order_id"] + "/" + keyed.loc[mask, "customer_id"]
+            notes.append(f"{len(shared):,} order ids were used by more than one customer: split per customer (id/customer)")
+        orders = keyed.groupby(["order_id", "customer_id"], sort=False, as_index=False).agg(
+            order_date=("order_date", "min"), last_date=("order_date", "max"), amount=("amount", "sum")
+        )
+        spread = int((orders["last_date"] > orders["order_date"]).sum())
+        if spread:
+            notes.append(f"{spread:,} orders have lines on more than one day: dated by their first line")
+        orders = orders.drop(columns="last_date")
+    else:
+        keyed = lines.assign(is_return=lines["amount"] < 0)
+        orders = keyed.groupby(["customer_id", "order_date", "is_return"], sort=False, as_index=False).agg(amount=("amount", "sum"))
+        day = orders["order_date"].dt.strftime("%Y-%m-%d")
+        orders["order_id"] = orders["customer_id"] + "/" + day + orders["is_return"].map({True: "/return", False: ""})
+        notes.append("no order column: one order per customer and day (returns separate)")
+    orders = orders[cols].sort_values(["order_date", "order_id"], kind="stable").reset_index(drop=True)
+    orders["order_id"] = orders["order_id"].astype("string")
+    orders["customer_id"] = orders["customer_id"].astype("string")
+    orders["amount"] = orders["amount"].round(2)
+    zero = int((orders["amount"] == 0).sum())
+    if zero:
+        notes.append(f"{zero:,} orders net to zero (cancelled in full on the same order): kept with amount 0")
+    return orders
+
+
+def _customers_table(lines: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
+    """``customer_id``, ``created_at`` (first order) and ``region`` (most frequent country) per customer."""
+    first = orders.groupby("customer_id", sort=True)["order_date"].min()
+    customers = pd.DataFrame({"customer_id": first.index.astype("string"), "created_at": first.to_numpy()})
+    if "region" in lines.columns:
+        counts = lines.dropna(subset=["region"]).groupby(["customer_id", "region"], sort=True).size().reset_index(name="n")
+        top = counts.sort_values(["customer_id", "n"], ascending=[True, False], kind="stable").drop_duplicates("customer_id")
+        customers = customers.merge(top[["customer_id", "region"]], on="customer_id", how="left")
+        customers["region"] = customers["region"].astype("string")
+    return customers

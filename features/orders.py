@@ -1,0 +1,281 @@
+"""Recency, frequency and value: what the orders say about a customer as of T.
+
+An order is a row with a positive amount; a return (negative amount) is not an order but is
+deducted from revenue and counted in the returns share. Rows with a zero amount count as neither.
+The usual gap between orders is taken over distinct order days, so two orders on one day are
+one visit, not a gap of zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+
+from features.dataset import CRMDataset
+from features.registry import PointInTime, attach, days_between, ratio, trend
+
+Aggregate = Callable[[ir.Table, PointInTime], ir.Scalar]
+
+
+def _is_order(o: ir.Table) -> ir.BooleanColumn:
+    return o.amount > 0
+
+
+def _orders_within(o: ir.Table, at: PointInTime, days: int) -> ir.IntegerScalar:
+    return o.order_id.count(where=_is_order(o) & at.within(o.order_date, days))
+
+
+def _sum_within(value: ir.NumericColumn, where: ir.BooleanColumn) -> ir.FloatingScalar:
+    return value.sum(where=where).coalesce(0.0).cast(dt.float64)
+
+
+def active_customers(orders: ir.Table, at: PointInTime, active_days: int) -> ir.Table:
+    """The snapshot population: customers with an order in the ``active_days`` days before T.
+
+    Args:
+        orders: the orders table, already cut at T.
+        at: the as-of date.
+        active_days: the activity window in days (365 by default elsewhere).
+
+    Returns:
+        A one-column table of distinct ``customer_id``.
+    """
+    return orders.filter(_is_order(orders), at.within(orders.order_date, active_days)).select("customer_id").distinct()
+
+
+# per-customer aggregates over the orders before T
+
+
+def days_since_last_order(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Days from the last order to T."""
+    return at.days_since(o.order_date.max(where=_is_order(o)))
+
+
+def days_since_first_order(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Days from the first order to T (tenure)."""
+    return at.days_since(o.order_date.min(where=_is_order(o)))
+
+
+def orders_30d(o: ir.Table, at: PointInTime) -> ir.IntegerScalar:
+    """Orders in the 30 days before T."""
+    return _orders_within(o, at, 30)
+
+
+def orders_90d(o: ir.Table, at: PointInTime) -> ir.IntegerScalar:
+    """Orders in the 90 days before T."""
+    return _orders_within(o, at, 90)
+
+
+def orders_180d(o: ir.Table, at: PointInTime) -> ir.IntegerScalar:
+    """Orders in the 180 days before T."""
+    return _orders_within(o, at, 180)
+
+
+def orders_365d(o: ir.Table, at: PointInTime) -> ir.IntegerScalar:
+    """Orders in the 365 days before T."""
+    return _orders_within(o, at, 365)
+
+
+def revenue_90d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Net revenue (orders less returns) in the 90 days before T."""
+    return _sum_within(o.amount, at.within(o.order_date, 90))
+
+
+def revenue_180d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Net revenue in the 180 days before T."""
+    return _sum_within(o.amount, at.within(o.order_date, 180))
+
+
+def revenue_365d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Net revenue in the 365 days before T."""
+    return _sum_within(o.amount, at.within(o.order_date, 365))
+
+
+def revenue_prev_180d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Net revenue in [T - 360 days, T - 180 days)."""
+    return _sum_within(o.amount, at.between(o.order_date, 360, 180))
+
+
+def ordered_value_90d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Value of orders (returns not deducted) in the 90 days before T."""
+    return _sum_within(o.amount, _is_order(o) & at.within(o.order_date, 90))
+
+
+def ordered_value_180d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Value of orders (returns not deducted) in the 180 days before T."""
+    return _sum_within(o.amount, _is_order(o) & at.within(o.order_date, 180))
+
+
+def ordered_value_365d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Value of orders (returns not deducted) in the 365 days before T."""
+    return _sum_within(o.amount, _is_order(o) & at.within(o.order_date, 365))
+
+
+def returned_value_365d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Value of returns in the 365 days before T, as a positive number."""
+    return _sum_within(-o.amount, (o.amount < 0) & at.within(o.order_date, 365))
+
+
+def margin_365d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Gross margin in the 365 days before T; missing when no row in the window has a margin."""
+    return o.margin.sum(where=at.within(o.order_date, 365)).cast(dt.float64)
+
+
+def margin_base_365d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Net revenue of the rows with a known margin in the 365 days before T."""
+    return o.amount.sum(where=o.margin.notnull() & at.within(o.order_date, 365)).cast(dt.float64)
+
+
+HISTORY: tuple[Aggregate, ...] = (days_since_last_order, days_since_first_order)
+"""Aggregates over every order before T."""
+
+YEAR: tuple[Aggregate, ...] = (
+    orders_30d,
+    orders_90d,
+    orders_180d,
+    orders_365d,
+    revenue_90d,
+    revenue_180d,
+    revenue_365d,
+    revenue_prev_180d,
+    ordered_value_90d,
+    ordered_value_180d,
+    ordered_value_365d,
+    returned_value_365d,
+)
+"""Aggregates over the orders of the 365 days before T (read from those rows only)."""
+MARGIN_AGGREGATES: tuple[Aggregate, ...] = (margin_365d, margin_base_365d)
+
+
+def order_gaps(orders: ir.Table) -> ir.Table:
+    """Days between consecutive order days of each customer, dated by the later order.
+
+    A gap dated before T involves only orders before T, so the gaps of the whole history can be
+    computed once and filtered by date for every snapshot (see :func:`median_gap_days`).
+
+    Args:
+        orders: an orders table (cut at T or not).
+
+    Returns:
+        ``customer_id``, ``order_date`` (of the later order) and ``gap`` in days (always > 0).
+    """
+    placed = orders.filter(_is_order(orders)).select("customer_id", "order_date")
+    previous = placed.order_date.lag().over(ibis.window(group_by=placed.customer_id, order_by=placed.order_date))
+    # a second order on the same day gives a gap of 0: dropping those leaves the gaps between order days
+    return placed.mutate(gap=days_between(previous, placed.order_date)).filter(ibis._.gap > 0)
+
+
+def median_gap_days(gaps: ir.Table, at: PointInTime) -> ir.Table:
+    """The customer's usual gap between orders: the median of the gaps between its order days before T.
+
+    Args:
+        gaps: :func:`order_gaps` of the orders (any later gaps are filtered out here).
+        at: the as-of date.
+
+    Returns:
+        ``customer_id``, ``median_gap_days`` for customers with at least two order days before T.
+    """
+    known = gaps.filter(gaps.order_date < at.t)
+    return known.group_by("customer_id").aggregate(median_gap_days=known.gap.median().cast(dt.float64))
+
+
+# derived from the aggregates
+
+
+def overdue_ratio(c: ir.Table) -> ir.FloatingColumn:
+    """Days since the last order over the usual gap; above 1 means later than usual."""
+    return ratio(c.days_since_last_order, c.median_gap_days)
+
+
+def orders_trend_90d(c: ir.Table) -> ir.FloatingColumn:
+    """Trend of the order count, last 90 days against the 90 days before."""
+    return trend(c.orders_90d, c.orders_180d - c.orders_90d)
+
+
+def revenue_trend_90d(c: ir.Table) -> ir.FloatingColumn:
+    """Trend of net revenue, last 90 days against the 90 days before."""
+    return trend(c.revenue_90d, c.revenue_180d - c.revenue_90d)
+
+
+def revenue_trend_180d(c: ir.Table) -> ir.FloatingColumn:
+    """Trend of net revenue, last 180 days against the 180 days before."""
+    return trend(c.revenue_180d, c.revenue_prev_180d)
+
+
+def avg_order_value_365d(c: ir.Table) -> ir.FloatingColumn:
+    """Average value of an order in the 365 days before T (returns not deducted)."""
+    return ratio(c.ordered_value_365d, c.orders_365d)
+
+
+def avg_order_value_trend_90d(c: ir.Table) -> ir.FloatingColumn:
+    """Trend of the average order value, last 90 days against the 90 days before; missing without orders in both."""
+    last = ratio(c.ordered_value_90d, c.orders_90d)
+    previous = ratio(c.ordered_value_180d - c.ordered_value_90d, c.orders_180d - c.orders_90d)
+    return trend(last, previous)
+
+
+def returns_share_365d(c: ir.Table) -> ir.FloatingColumn:
+    """Returned value over ordered value in the 365 days before T."""
+    return ratio(c.returned_value_365d, c.ordered_value_365d)
+
+
+def margin_rate_365d(c: ir.Table) -> ir.FloatingColumn:
+    """Gross margin over the net revenue it was earned on, in the 365 days before T."""
+    return ratio(c.margin_365d, c.margin_base_365d)
+
+
+COLUMNS: tuple[str, ...] = (
+    "days_since_last_order",
+    "days_since_first_order",
+    "median_gap_days",
+    "overdue_ratio",
+    "orders_30d",
+    "orders_90d",
+    "orders_180d",
+    "orders_365d",
+    "orders_trend_90d",
+    "revenue_90d",
+    "revenue_180d",
+    "revenue_365d",
+    "revenue_trend_90d",
+    "revenue_trend_180d",
+    "avg_order_value_365d",
+    "avg_order_value_trend_90d",
+    "returns_share_365d",
+)
+MARGIN_COLUMNS: tuple[str, ...] = ("margin_365d", "margin_rate_365d")
+
+
+def order_features(known: CRMDataset, at: PointInTime, population: ir.Table, gaps: ir.Table | None = None) -> ir.Table:
+    """The orders group of the snapshot.
+
+    Args:
+        known: the dataset cut at T (nothing dated on or after T).
+        at: the as-of date.
+        population: the snapshot population, one ``customer_id`` per row.
+        gaps: :func:`order_gaps` computed once for many snapshots; default: from ``known``.
+
+    Returns:
+        ``customer_id`` and the recency, frequency and value columns, one row per population customer.
+    """
+    orders = known.table("orders")
+    has_margin = "margin" in orders.columns
+    year = orders.filter(at.within(orders.order_date, 365))
+    year_aggregates = YEAR + (MARGIN_AGGREGATES if has_margin else ())
+    history = orders.group_by("customer_id").aggregate(**{f.__name__: f(orders, at) for f in HISTORY})
+    last_year = year.group_by("customer_id").aggregate(**{f.__name__: f(year, at) for f in year_aggregates})
+    gaps = order_gaps(orders) if gaps is None else gaps
+    c = attach(attach(attach(population, history), last_year), median_gap_days(gaps, at))
+    c = c.mutate(**{f.__name__: c[f.__name__].coalesce(0) for f in YEAR})  # active, but not in the last 365 days
+    derived = {
+        f.__name__: f(c)
+        for f in (overdue_ratio, orders_trend_90d, revenue_trend_90d, revenue_trend_180d, avg_order_value_365d, avg_order_value_trend_90d, returns_share_365d)
+    }
+    if has_margin:
+        derived["margin_rate_365d"] = margin_rate_365d(c)
+    c = c.mutate(**derived)
+    keep = ["customer_id", *COLUMNS, *(MARGIN_COLUMNS if has_margin else ())]
+    return c.select(*keep)

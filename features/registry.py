@@ -1,0 +1,279 @@
+"""The model's feature set: every feature's name, group, kind, meaning and the data it needs.
+
+Names carry their window and unit (``orders_90d``, ``days_since_last_order``). The one-line
+descriptions are what the serving layer puts into plain-language reasons, so they are written for
+an account manager, not for a data scientist.
+
+Conventions used by several groups (also documented on each feature):
+
+- T is the as-of date; "in the N days before T" means dated in [T - N days, T).
+- An *order* is an orders row with a positive amount; a *return* is a row with a negative amount.
+  Returns count in (net) revenue and in the returns share, never as orders.
+- A *trend* compares the last window with the window of the same length before it:
+  ``(last - previous) / (|last| + |previous|)``, from -1 (fell to nothing) through 0 (steady) to +1
+  (rose from nothing); missing when both are zero.
+
+This module also holds the few expression helpers every group shares (:class:`PointInTime`,
+:func:`ratio`, :func:`trend`), so that a window is spelled the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Literal
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+
+if TYPE_CHECKING:
+    from features.dataset import CRMDataset
+
+Group = Literal["orders", "complaints", "receivables", "contacts", "tiers"]
+Kind = Literal["numeric", "categorical"]
+
+FEATURE_SET_VERSION = "1.0"
+"""Raise the minor number when a feature is added, the major one when a definition changes."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One model feature.
+
+    Attributes:
+        name: the column name in a snapshot.
+        group: the feature group (and module) that computes it.
+        kind: "numeric" or "categorical".
+        description: a one-line business meaning, used to write reasons ("days since the last order").
+        table: the CRM table it is computed from.
+        needs: further ``table.column`` inputs it needs (optional columns, other tables).
+    """
+
+    name: str
+    group: Group
+    kind: Kind
+    description: str
+    table: str
+    needs: tuple[str, ...] = ()
+
+    def available(self, columns: dict[str, set[str]]) -> bool:
+        """Whether the data has what this feature needs.
+
+        Args:
+            columns: table name to its column names, for the tables present.
+
+        Returns:
+            True when ``table`` and every ``needs`` entry are present.
+        """
+        if self.table not in columns:
+            return False
+        for need in self.needs:
+            table, _, column = need.partition(".")
+            if table not in columns or (column and column not in columns[table]):
+                return False
+        return True
+
+
+def _f(name: str, group: Group, description: str, table: str, *needs: str, kind: Kind = "numeric") -> FeatureSpec:
+    return FeatureSpec(name, group, kind, description, table, tuple(needs))
+
+
+_SPECS: tuple[FeatureSpec, ...] = (
+    # orders: recency
+    _f("days_since_last_order", "orders", "days since the last order", "orders"),
+    _f("days_since_first_order", "orders", "days since the first order (how long the customer has bought)", "orders"),
+    _f("median_gap_days", "orders", "the customer's usual number of days between orders (median gap)", "orders"),
+    _f("overdue_ratio", "orders", "how late the next order is against the customer's own rhythm (days since last order / usual gap)", "orders"),
+    # orders: frequency
+    _f("orders_30d", "orders", "orders in the last 30 days", "orders"),
+    _f("orders_90d", "orders", "orders in the last 90 days", "orders"),
+    _f("orders_180d", "orders", "orders in the last 180 days", "orders"),
+    _f("orders_365d", "orders", "orders in the last 365 days", "orders"),
+    _f("orders_trend_90d", "orders", "change in the number of orders, last 90 days against the 90 days before", "orders"),
+    # orders: value
+    _f("revenue_90d", "orders", "net revenue in the last 90 days (returns deducted)", "orders"),
+    _f("revenue_180d", "orders", "net revenue in the last 180 days (returns deducted)", "orders"),
+    _f("revenue_365d", "orders", "net revenue in the last 365 days (returns deducted)", "orders"),
+    _f("revenue_trend_90d", "orders", "change in revenue, last 90 days against the 90 days before", "orders"),
+    _f("revenue_trend_180d", "orders", "change in revenue, last 180 days against the 180 days before", "orders"),
+    _f("avg_order_value_365d", "orders", "average order value over the last 365 days", "orders"),
+    _f("avg_order_value_trend_90d", "orders", "change in average order size, last 90 days against the 90 days before", "orders"),
+    _f("returns_share_365d", "orders", "returns as a share of ordered value in the last 365 days", "orders"),
+    _f("margin_365d", "orders", "gross margin earned in the last 365 days", "orders", "orders.margin"),
+    _f("margin_rate_365d", "orders", "gross margin as a share of revenue in the last 365 days", "orders", "orders.margin"),
+    # complaints
+    _f("complaints_90d", "complaints", "complaints in the last 90 days", "complaints"),
+    _f("complaints_365d", "complaints", "complaints in the last 365 days", "complaints"),
+    _f("open_complaints", "complaints", "complaints still unresolved", "complaints", "complaints.resolved_at"),
+    _f("high_severity_complaints_365d", "complaints", "high-severity complaints in the last 365 days", "complaints", "complaints.severity"),
+    _f("days_since_last_complaint", "complaints", "days since the last complaint", "complaints"),
+    _f("mean_resolution_days_365d", "complaints", "average days to resolve a complaint (complaints resolved in the last 365 days)", "complaints", "complaints.resolved_at"),
+    _f("max_resolution_days_365d", "complaints", "longest days to resolve a complaint (complaints resolved in the last 365 days)", "complaints", "complaints.resolved_at"),
+    _f("oldest_open_complaint_days", "complaints", "days the oldest unresolved complaint has been open", "complaints", "complaints.resolved_at"),
+    # receivables
+    _f("open_balance", "receivables", "unpaid invoice amount", "invoices", "invoices.paid_at"),
+    _f("overdue_balance", "receivables", "unpaid invoice amount past its due date", "invoices", "invoices.paid_at"),
+    _f("overdue_share", "receivables", "share of the unpaid amount that is past due", "invoices", "invoices.paid_at"),
+    _f("max_days_past_due", "receivables", "days past due of the most overdue unpaid invoice", "invoices", "invoices.paid_at"),
+    _f("weighted_days_past_due", "receivables", "days past due of the overdue amount, weighted by amount", "invoices", "invoices.paid_at"),
+    _f("balance_0_30d", "receivables", "unpaid amount not due or up to 30 days past due", "invoices", "invoices.paid_at"),
+    _f("balance_31_90d", "receivables", "unpaid amount 31 to 90 days past due", "invoices", "invoices.paid_at"),
+    _f("balance_91_180d", "receivables", "unpaid amount 91 to 180 days past due", "invoices", "invoices.paid_at"),
+    _f("balance_over_180d", "receivables", "unpaid amount more than 180 days past due (bad debt)", "invoices", "invoices.paid_at"),
+    _f("late_paid_share_365d", "receivables", "share of invoices due in the last 365 days that were paid late or are still unpaid", "invoices", "invoices.paid_at"),
+    _f("avg_days_to_pay_365d", "receivables", "average days from invoice to payment (invoices paid in the last 365 days)", "invoices", "invoices.paid_at"),
+    _f("days_to_pay_change_90d", "receivables", "change in days to pay, last 90 days minus the 90 days before (days; positive = paying slower)", "invoices", "invoices.paid_at"),
+    _f("balance_to_credit_limit", "receivables", "unpaid amount as a share of the credit limit", "invoices", "invoices.paid_at", "customers.credit_limit"),
+    _f("debt_class", "receivables", "receivables class: no debt, short-term, long-term or bad debt", "invoices", "invoices.paid_at", kind="categorical"),
+    # contacts
+    _f("days_since_last_contact", "contacts", "days since the account manager last contacted the customer", "contacts"),
+    _f("contacts_90d", "contacts", "account-manager contacts in the last 90 days", "contacts"),
+    _f("contacts_365d", "contacts", "account-manager contacts in the last 365 days", "contacts"),
+    # tiers
+    _f("abc_class", "tiers", "ABC class by 12-month revenue (A = key account)", "orders", kind="categorical"),
+    _f("pyramid_tier", "tiers", "customer pyramid tier by 12-month revenue (platinum, gold, iron, lead)", "orders", kind="categorical"),
+    _f("rfm_recency_score", "tiers", "RFM recency score (1 to 5, 5 = ordered most recently)", "orders"),
+    _f("rfm_frequency_score", "tiers", "RFM frequency score (1 to 5, 5 = orders most often)", "orders"),
+    _f("rfm_monetary_score", "tiers", "RFM monetary score (1 to 5, 5 = highest revenue)", "orders"),
+    _f("lifecycle_stage", "tiers", "lifecycle stage (new, growing, mature, declining)", "orders", kind="categorical"),
+    _f("settlement_terms", "tiers", "settlement terms (cash, prepaid, credit)", "customers", "customers.settlement_terms", kind="categorical"),
+    _f("channel", "tiers", "sales channel (direct, distributor, agent, retail)", "customers", "customers.channel", kind="categorical"),
+    _f("region", "tiers", "region", "customers", "customers.region", kind="categorical"),
+    _f("segment", "tiers", "customer segment", "customers", "customers.segment", kind="categorical"),
+)
+
+FEATURES: dict[str, FeatureSpec] = {spec.name: spec for spec in _SPECS}
+CATEGORICAL: tuple[str, ...] = tuple(s.name for s in _SPECS if s.kind == "categorical")
+NUMERIC: tuple[str, ...] = tuple(s.name for s in _SPECS if s.kind == "numeric")
+
+DESCRIPTIVE: tuple[str, ...] = ("region", "segment", "channel", "settlement_terms", "account_manager")
+"""Customer-master columns carried into every snapshot when the customers table has them."""
+
+CLASSIFICATION: tuple[str, ...] = (
+    "abc_class",
+    "pyramid_tier",
+    "revenue_365d",
+    "rfm_recency_score",
+    "rfm_frequency_score",
+    "rfm_monetary_score",
+    "lifecycle_stage",
+)
+"""Columns the serving layer relies on to treat customers by category."""
+
+
+def table_columns(data: CRMDataset) -> dict[str, set[str]]:
+    """The tables present in ``data`` and their columns.
+
+    Args:
+        data: the CRM dataset.
+
+    Returns:
+        Table name to the set of its column names.
+    """
+    return {name: set(table.columns) for name, table in data.tables.items()}
+
+
+def model_features(data: CRMDataset) -> list[str]:
+    """The features this dataset can feed: those whose tables and columns are present.
+
+    Features of an absent optional table are left out rather than filled with zeros that
+    pretend to know.
+
+    Args:
+        data: the CRM dataset.
+
+    Returns:
+        Feature names in registry order.
+    """
+    columns = table_columns(data)
+    return [spec.name for spec in _SPECS if spec.available(columns)]
+
+
+# ---------------------------------------------------------------------------------------------
+# expression helpers shared by the feature groups
+
+
+@dataclass(frozen=True)
+class PointInTime:
+    """The as-of date T of a snapshot, with the window bounds the features use.
+
+    Attributes:
+        as_of: T; only data dated strictly before it is used.
+    """
+
+    as_of: date
+
+    @property
+    def t(self) -> ir.DateScalar:
+        """T as an engine literal."""
+        return ibis.literal(self.as_of, type=dt.date)
+
+    def days_before(self, days: int) -> ir.DateScalar:
+        """The first day of the window "the ``days`` days before T": T - ``days``."""
+        return ibis.literal(self.as_of - timedelta(days=days), type=dt.date)
+
+    def within(self, column: ir.DateColumn, days: int) -> ir.BooleanColumn:
+        """Whether ``column`` falls in the ``days`` days before T (the data is already cut at T)."""
+        return column >= self.days_before(days)
+
+    def between(self, column: ir.DateColumn, start_days: int, end_days: int) -> ir.BooleanColumn:
+        """Whether ``column`` falls in [T - start_days, T - end_days)."""
+        return (column >= self.days_before(start_days)) & (column < self.days_before(end_days))
+
+    def days_since(self, value: ir.DateValue) -> ir.FloatingValue:
+        """Whole days from ``value`` to T, as a float (missing stays missing)."""
+        return self.t.delta(value, unit="day").cast(dt.float64)
+
+
+def days_between(start: ir.DateValue, end: ir.DateValue) -> ir.FloatingValue:
+    """Whole days from ``start`` to ``end`` as a float.
+
+    Args:
+        start: the earlier date.
+        end: the later date.
+
+    Returns:
+        ``end - start`` in days.
+    """
+    return end.delta(start, unit="day").cast(dt.float64)
+
+
+def ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:
+    """``numerator / denominator``, missing when the denominator is zero or missing.
+
+    Args:
+        numerator: the dividend.
+        denominator: the divisor.
+
+    Returns:
+        The float quotient.
+    """
+    return numerator.cast(dt.float64) / denominator.cast(dt.float64).nullif(0.0)
+
+
+def trend(last: ir.NumericValue, previous: ir.NumericValue) -> ir.FloatingValue:
+    """``(last - previous) / (|last| + |previous|)``: -1 fell to nothing, 0 steady, +1 rose from nothing.
+
+    Args:
+        last: the value in the latest window.
+        previous: the value in the window before it.
+
+    Returns:
+        The bounded change, missing when both are zero or either is missing.
+    """
+    return ratio(last - previous, last.abs() + previous.abs())
+
+
+def attach(left: ir.Table, right: ir.Table) -> ir.Table:
+    """Left-join ``right``'s columns onto ``left`` by ``customer_id`` (one ``customer_id`` column kept).
+
+    Args:
+        left: one row per customer; every row is kept.
+        right: at most one row per customer.
+
+    Returns:
+        ``left``'s columns followed by ``right``'s other columns (missing where ``right`` has no row).
+    """
+    joined = left.left_join(right, left.customer_id == right.customer_id)
+    return joined.select(*(left[c] for c in left.columns), *(right[c] for c in right.columns if c != "customer_id"))

@@ -1,0 +1,164 @@
+"""The point-in-time snapshot: one row per active customer as of T, every feature group joined on ``customer_id``.
+
+The whole snapshot is one Ibis expression, executed once in the engine the dataset lives in
+(DuckDB, PostgreSQL, or any backend Ibis compiles to); pandas only receives the final frame. It is
+built from ``data.cut(T)``, so nothing dated on or after T can reach a feature. (The one shortcut,
+the gaps between order days that a training set computes once for all its snapshots, is filtered
+by date: a gap dated before T involves only orders before T.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+import ibis.expr.types as ir
+import pandas as pd
+
+from features.complaints import complaint_features
+from features.contacts import contact_features
+from features.dataset import CRMDataset, DataError
+from features.orders import active_customers, order_features
+from features.receivables import receivable_features
+from features.registry import DESCRIPTIVE, FEATURES, PointInTime, model_features
+from features.tiers import tier_features
+
+if TYPE_CHECKING:
+    from features.labels import Freq
+
+
+def as_date(value: date | datetime | str | pd.Timestamp) -> date:
+    """A calendar day from a date, a datetime, a pandas Timestamp or an ISO string.
+
+    Args:
+        value: the day in any of those forms.
+
+    Returns:
+        The ``datetime.date``.
+    """
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    try:
+        return pd.Timestamp(value).date()
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{value!r} is not a date (use YYYY-MM-DD)") from err
+
+
+def snapshot_columns(data: CRMDataset) -> list[str]:
+    """The columns of a snapshot of ``data``, in order.
+
+    Args:
+        data: the CRM dataset.
+
+    Returns:
+        ``customer_id``, ``as_of``, the descriptive customer columns present, then the model features.
+    """
+    master = set(data.table("customers").columns) if data.has("customers") else set()
+    descriptive = [c for c in DESCRIPTIVE if c in master]
+    return ["customer_id", "as_of", *descriptive, *(f for f in model_features(data) if f not in descriptive)]
+
+
+def snapshot_expr(data: CRMDataset, as_of: date, active_days: int = 365, gaps: ir.Table | None = None) -> ir.Table:
+    """The snapshot at ``as_of`` as one unexecuted Ibis expression (without the ``as_of`` column).
+
+    Args:
+        data: the CRM dataset (its tables may extend past ``as_of``; they are cut here).
+        as_of: T; only data dated strictly before T is used.
+        active_days: population = customers with an order in this many days before T.
+        gaps: :func:`features.orders.order_gaps` of ``data``'s orders, when shared by many snapshots.
+
+    Returns:
+        One row per active customer: ``customer_id``, descriptive columns, features.
+    """
+    at = PointInTime(as_of)
+    known = data.cut(as_of)
+    population = active_customers(known.table("orders"), at, active_days)
+    orders = order_features(known, at, population, gaps)
+    groups = [orders, tier_features(known, orders)]
+    if known.has("complaints"):
+        groups.append(complaint_features(known, at, population))
+    if known.has("invoices") and "paid_at" in known.table("invoices").columns:
+        groups.append(receivable_features(known, at, population))
+    if known.has("contacts"):
+        groups.append(contact_features(known, at, population))
+    snapshot = groups[0]
+    for group in groups[1:]:
+        snapshot = snapshot.join(group, "customer_id")
+    return snapshot.select(*(c for c in snapshot_columns(data) if c != "as_of"))
+
+
+def to_snapshot_frame(frame: pd.DataFrame, as_of: date, columns: list[str]) -> pd.DataFrame:
+    """Give an executed snapshot its final types and order: float64 numbers, text categories, sorted ids.
+
+    Args:
+        frame: the engine's result.
+        as_of: T, added as the ``as_of`` column.
+        columns: the column order (from :func:`snapshot_columns`, plus any extra columns at the end).
+
+    Returns:
+        The snapshot frame.
+    """
+    out = frame.copy()
+    out.insert(1, "as_of", pd.Series(pd.Timestamp(as_of), index=out.index).astype("datetime64[us]"))
+    for col in out.columns:
+        if col in ("customer_id", "as_of"):
+            continue
+        spec = FEATURES.get(col)
+        if spec is not None and spec.kind == "numeric":
+            out[col] = pd.to_numeric(out[col]).astype("float64")
+        elif spec is not None or col in DESCRIPTIVE:
+            out[col] = out[col].astype("str")
+    out["customer_id"] = out["customer_id"].astype("str")
+    extra = [c for c in out.columns if c not in columns]
+    return out[[*columns, *extra]].sort_values("customer_id", ignore_index=True)
+
+
+def build_snapshot(data: CRMDataset, as_of: date, active_days: int = 365) -> pd.DataFrame:
+    """One row per active customer as of T, with the descriptive columns and every available feature.
+
+    Args:
+        data: the CRM dataset.
+        as_of: T; only data dated strictly before T is used.
+        active_days: population = customers with an order in this many days before T.
+
+    Returns:
+        ``customer_id``, ``as_of``, the descriptive columns the customers table has (``region``,
+        ``segment``, ``channel``, ``settlement_terms``, ``account_manager``) and the features of
+        :func:`features.registry.model_features`, sorted by ``customer_id``.
+    """
+    if active_days < 1:
+        raise DataError(f"active_days must be at least 1, not {active_days}")
+    as_of = as_date(as_of)
+    frame = snapshot_expr(data, as_of, active_days).to_pandas()
+    return to_snapshot_frame(frame, as_of, snapshot_columns(data))
+
+
+def build_training_set(
+    data: CRMDataset,
+    horizon_days: int = 90,
+    as_of: date | None = None,
+    active_days: int = 365,
+    freq: Freq = "auto",
+    min_snapshots: int = 12,
+    progress: Callable[[int, int, date], None] | None = None,
+    dates: Sequence[date] | None = None,
+) -> pd.DataFrame:
+    """Stacked labelled snapshots; see :func:`features.labels.build_training_set` (this delegates to it).
+
+    Args:
+        data: the CRM dataset.
+        horizon_days: H; churned = no order in [T, T + H).
+        as_of: cut the data here first; every label matures before it. Default: the end of the data.
+        active_days: the activity window defining the population.
+        freq: "auto", "monthly", "biweekly" or "weekly".
+        min_snapshots: with "auto", go finer than monthly when monthly gives fewer snapshots.
+        progress: called with (i, n, T) after each snapshot.
+        dates: explicit as-of dates instead of ``freq``.
+
+    Returns:
+        The training set, with ``as_of`` and ``churned``.
+    """
+    from features.labels import build_training_set as build
+
+    return build(data, horizon_days, as_of, active_days, freq, min_snapshots, progress, dates)
