@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 export BENTOML_DO_NOT_TRACK := True
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
+# LightGBM's OpenMP threads otherwise spin while waiting: ~10x slower on a busy 2-core machine
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: demo test bench install lock browser
 

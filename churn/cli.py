@@ -25,6 +25,7 @@ from rich.table import Table
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # LightGBM threads must not spin on a busy machine
 # library deprecation chatter is for us, not for the retention team
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*future.infer_string.*")
@@ -39,7 +40,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 console = Console(stderr=True)
-out = Console()
+out = Console(width=max(120, Console().width))
 
 DataOpt = Annotated[
     Optional[str],
@@ -289,12 +290,22 @@ def score(
 
 
 def _print_risk_list(frame: Any, title: str, rows: int = 10) -> None:
-    table = Table(title=title)
-    cols = ["customer_id", "churn_probability", "risk_band", "tier", "pyramid", "value_at_risk", "top_reason", "first_action"]
-    for c in cols:
-        table.add_column(c, overflow="fold", max_width=48 if c in ("top_reason", "first_action") else None)
+    table = Table(title=title, expand=False)
+    table.add_column("customer")
+    table.add_column("risk", justify="right")
+    table.add_column("band")
+    table.add_column("class")
+    table.add_column("value at risk", justify="right")
+    table.add_column("why, and the first action", overflow="ellipsis", no_wrap=False, max_width=70)
     for _, r in frame.head(rows).iterrows():
-        table.add_row(*(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
+        table.add_row(
+            str(r["customer_id"]),
+            f"{r['churn_probability']:.0%}",
+            str(r["risk_band"]),
+            f"{r['tier']} / {r['pyramid']}",
+            f"{r['value_at_risk']:,.0f}",
+            f"{r['top_reason']}\n[dim]-> {r['first_action']}[/]",
+        )
     out.print(table)
 
 

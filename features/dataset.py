@@ -246,6 +246,8 @@ class CRMDataset:
         if self.kind == "postgres":
             url, schema = _split_pg_url(self.location)
             return f"{urlsplit(url).path.strip('/')}.{schema or 'public'}"
+        if self.location == ":memory:":
+            return "in-memory"
         return Path(self.location).stem or "dataset"
 
 

@@ -89,7 +89,7 @@ def snapshot_dates(
         raise DataError(
             f"no churn label can mature: the order history runs from {start} to {end} "
             f"({(end - start).days} days), not longer than the {horizon_days}-day horizon. "
-            "Give more history, or a shorter horizon (--horizon-days)."
+            "Give more history, or a shorter horizon (--horizon)."
         )
     earliest = start + timedelta(days=WARMUP_DAYS)
     if latest < earliest:

@@ -11,6 +11,7 @@ import pytest
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 PG_BASE = os.environ.get("CHURN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

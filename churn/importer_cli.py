@@ -1,0 +1,78 @@
+"""`churn import`: a transactions export (CSV, Parquet, Excel) to the CRM data contract.
+
+Registered by :mod:`churn.cli` as ``app.command("import")(import_command)``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+_err = Console(stderr=True)
+_out = Console()
+
+
+def import_command(
+    transactions: Annotated[Path, typer.Option("--transactions", "-t", help="Transactions file: .csv, .parquet or .xlsx, one row per invoice line.")],
+    customer_col: Annotated[str, typer.Option("--customer-col", help="Column with the customer id.")],
+    date_col: Annotated[str, typer.Option("--date-col", help="Column with the date (or date and time) of the line.")],
+    out_path: Annotated[str, typer.Option("--out", "-o", help="Target: a folder, a .duckdb file or a postgresql:// URL.")],
+    amount_col: Annotated[Optional[str], typer.Option("--amount-col", help="Column with the line amount (or give --quantity-col and --price-col).")] = None,
+    order_col: Annotated[Optional[str], typer.Option("--order-col", help="Column with the invoice/order number; without it, one order per customer and day.")] = None,
+    quantity_col: Annotated[Optional[str], typer.Option("--quantity-col", help="Column with the units (negative on returns).")] = None,
+    price_col: Annotated[Optional[str], typer.Option("--price-col", help="Column with the unit price.")] = None,
+    country_col: Annotated[Optional[str], typer.Option("--country-col", help="Column with the customer's country or region (becomes customers.region).")] = None,
+    sheet: Annotated[Optional[str], typer.Option("--sheet", help="Excel sheet name (default: the first sheet).")] = None,
+    date_format: Annotated[Optional[str], typer.Option("--date-format", help="strptime format of the dates, e.g. %d/%m/%Y %H:%M (default: detected).")] = None,
+    dayfirst: Annotated[bool, typer.Option("--dayfirst", help="Read ambiguous dates like 03/04/2011 as day first.")] = False,
+    cancel_prefix: Annotated[str, typer.Option("--cancel-prefix", help="Order ids starting with this mark cancellations ('' for none).")] = "C",
+    file_format: Annotated[str, typer.Option("--format", help="For a folder target: parquet or csv.")] = "parquet",
+) -> None:
+    """Import a transactions export as the orders and customers tables, and report what was dropped and why.
+
+    Example: churn import --transactions online_retail.xlsx --customer-col CustomerID --date-col InvoiceDate
+    --order-col InvoiceNo --quantity-col Quantity --price-col UnitPrice --country-col Country --out data/retail.duckdb
+    """
+    from features.dataset import DataError, write_dataset
+    from features.importer import import_transactions
+
+    try:
+        if file_format not in ("parquet", "csv"):
+            raise DataError(f"--format must be parquet or csv, not {file_format!r}")
+        started = time.perf_counter()
+        result = import_transactions(
+            transactions,
+            customer_col=customer_col,
+            date_col=date_col,
+            amount_col=amount_col,
+            order_col=order_col,
+            quantity_col=quantity_col,
+            price_col=price_col,
+            country_col=country_col,
+            sheet=sheet,
+            date_format=date_format,
+            dayfirst=True if dayfirst else None,
+            cancel_prefix=cancel_prefix or None,
+        )
+        if result.orders.empty:
+            raise DataError(f"no line of {transactions} could be used: see the reasons above")
+        counts = write_dataset(out_path, result.frames(), file_format=file_format)  # type: ignore[arg-type]
+    except DataError as err:
+        _err.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    report = result.report
+    table = Table(title=f"{transactions.name} imported in {time.perf_counter() - started:.1f} s")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    table.add_column("detail", overflow="fold", max_width=60)
+    for item, n, detail in report.rows():
+        table.add_row(item, f"{n:,}", detail)
+    _out.print(table)
+    for note in report.notes:
+        _out.print(f"note: {note}", highlight=False)
+    _out.print(f"written to {out_path}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()), highlight=False)
