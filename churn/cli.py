@@ -380,6 +380,15 @@ def demo(
     )
 
 
+def _register_import() -> None:
+    from churn.importer_cli import import_command
+
+    app.command("import")(_user_errors(import_command))
+
+
+_register_import()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -184,7 +184,7 @@ def import_transactions(
         if n:
             reason[mask] = why
             report.dropped[why] = n
-            report.examples[why] = [f"line {i + 1}: {_show(v)}" for i, v in values[mask].head(3).items()]
+            report.examples[why] = [f"row {i + 1}: {_show(v)}" for i, v in values[mask].head(3).items()]
 
     customer = normalise_ids(raw[customer_col])
     drop(customer.isna(), NO_CUSTOMER, raw[customer_col])
