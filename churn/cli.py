@@ -60,10 +60,13 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         from pydantic import ValidationError
 
         from features.dataset import DataError
+        from serving.batch import ScoringError
+        from serving.playbook import PlaybookError
+        from serving.runtime import StartupError
 
         try:
             return fn(*args, **kwargs)
-        except DataError as err:
+        except (DataError, ScoringError, PlaybookError, StartupError) as err:
             console.print(f"[bold red]error:[/] {err}", highlight=False)
             raise typer.Exit(2) from None
         except ValidationError as err:
@@ -315,6 +318,7 @@ def serve(
     data: DataOpt = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Worker processes (each holds the model and the snapshot).")] = 1,
 ) -> None:
     """Start the BentoML service (API, risk list and the retention team's page at /ui).
 
@@ -323,7 +327,7 @@ def serve(
     from serving.server import serve as run_server
 
     settings = _settings(data=data)
-    raise typer.Exit(run_server(settings, port=port, host=host))
+    raise typer.Exit(run_server(settings, port=port, host=host, workers=workers, poll_seconds=settings.model_poll_seconds))
 
 
 @app.command()

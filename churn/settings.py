@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(default=None, description="API key for the service (or CHURN_API_KEY_FILE).")
     api_key_file: Path | None = Field(default=None, description="File holding the API key.")
     playbook: Path | None = Field(default=None, description="Win-back playbook YAML; the shipped default when empty.")
+    model_poll_seconds: float = Field(default=30.0, gt=0, description="How often the service checks for a new champion model.")
     max_batch: int = Field(default=1000, ge=1, description="Largest /predict batch accepted.")
     risk_high: float = Field(default=0.5, gt=0, lt=1, description="Probability from which risk_band is high.")
     risk_medium: float = Field(default=0.25, gt=0, lt=1, description="Probability from which risk_band is medium.")

@@ -55,8 +55,8 @@ Invoices
     One invoice per positive order, issued on the order date. Credit customers have 30/45/60-day
     terms and pay at the due date plus a habitual delay (institutions are slow but loyal payers)
     plus a distress-driven delay of weeks to months; deeply distressed customers leave invoices
-    unpaid. Cash and prepaid customers pay on the day of issue (due date = issue date). Credit
-    invoices due after ``end`` are left out, because the contract allows no date after ``end``.
+    unpaid. Cash and prepaid customers pay on the day of issue (due date = issue date). A credit
+    invoice issued shortly before ``end`` may fall due after it (not yet due).
 
 Contacts
     The account manager calls, visits, emails or meets each customer at a customer-specific cadence

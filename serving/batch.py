@@ -1,0 +1,499 @@
+"""The batch risk list (``churn score``): every active customer scored, kept in the store with its history.
+
+Each run appends its rows to a ``risk_scores`` table in the dataset's own store (a DuckDB table, a
+PostgreSQL table, or ``risk_scores.parquet`` in a folder dataset), stamped with the run's time, the
+as-of date and the model name and version; earlier runs are never overwritten. The service's
+``/risk_list`` reads the newest run. Exact reasons (the costly part) are computed for the top of
+the list (the at-risk customers with the largest value at risk), where the retention team reads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from serving.playbook import PlannedAction
+from serving.schemas import CustomerRisk
+from serving.scoring import ScoredSnapshot, Scorer, actions_json, reasons_json
+
+if TYPE_CHECKING:
+    import ibis
+
+    from churn.settings import Settings
+
+RISK_SCORES = "risk_scores"
+FOLDER_FILE = "risk_scores.parquet"
+LOCK_WAIT_S = 30.0
+EXPLAIN_TOP = 1000
+"""At-risk customers at the top of a batch run that get exact reasons (the rest get their class's actions)."""
+
+RISK_SCORE_TYPES: dict[str, str] = {
+    "scored_at": "timestamp",
+    "as_of": "date",
+    "model_name": "string",
+    "model_version": "string",
+    "rank": "int64",
+    "customer_id": "string",
+    "churn_probability": "float64",
+    "risk_band": "string",
+    "tier": "string",
+    "pyramid": "string",
+    "customer_class": "string",
+    "revenue_12m": "float64",
+    "value_at_risk": "float64",
+    "region": "string",
+    "segment": "string",
+    "account_manager": "string",
+    "explained": "boolean",
+    "top_reason": "string",
+    "first_action": "string",
+    "first_action_owner": "string",
+    "first_action_due": "date",
+    "reasons_json": "string",
+    "actions_json": "string",
+}
+"""The columns of the ``risk_scores`` table and their types."""
+
+EXPORT_COLUMNS = (
+    "customer_id",
+    "churn_probability",
+    "risk_band",
+    "tier",
+    "pyramid",
+    "revenue_12m",
+    "value_at_risk",
+    "top_reason",
+    "first_action",
+    "first_action_owner",
+    "first_action_due",
+    "reasons",
+    "customer_class",
+    "region",
+    "segment",
+    "account_manager",
+    "rank",
+    "as_of",
+    "model_name",
+    "model_version",
+)
+"""The columns of the CSV/Parquet export, in order."""
+
+Progress = Callable[[str], None]
+
+
+class ScoringError(RuntimeError):
+    """A batch run that cannot go on; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RunStamp:
+    """Which batch run a set of risk scores came from.
+
+    Attributes:
+        scored_at: when the run scored (UTC, naive).
+        as_of: the as-of date of its features.
+        model_name: registered model name.
+        model_version: registered model version.
+    """
+
+    scored_at: datetime
+    as_of: date
+    model_name: str
+    model_version: str
+
+
+def score_all(
+    settings: Settings,
+    as_of: date | None = None,
+    out: str | Path | None = None,
+    *,
+    explain_top: int | Literal["all"] = EXPLAIN_TOP,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Score every active customer, append the run to ``risk_scores`` and optionally export it.
+
+    Args:
+        settings: data location, tracking URI, model name, playbook and thresholds.
+        as_of: score as of this date; default the day after the newest order.
+        out: a ``.csv`` or ``.parquet`` file for the ranked list (None: the store only).
+        explain_top: how many at-risk customers (largest value at risk first) get exact reasons
+            and driver-specific actions; ``"all"`` explains every customer (slow for large data).
+        progress: called with one-line status messages.
+
+    Returns:
+        The ranked list (the export columns), highest value at risk first.
+
+    Raises:
+        ScoringError: no champion model, or no active customer at ``as_of``.
+        features.dataset.DataError: the data cannot be read.
+    """
+    from features.dataset import DataError, open_dataset
+    from features.snapshot import build_snapshot
+    from serving.playbook import load_playbook, registry_groups
+    from training.register import load_model
+
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    if out is not None and Path(out).suffix.lower() not in (".csv", ".parquet"):
+        raise ScoringError(f"--out {out}: use a .csv or .parquet file name")
+    playbook = load_playbook(settings.playbook, features=registry_groups())
+    try:
+        loaded = load_model(settings.tracking_uri, settings.model_name)
+    except LookupError as err:
+        raise ScoringError(f"{err}; or `churn demo` for a sample model") from None
+    scorer = Scorer(loaded, playbook, risk_high=settings.risk_high, risk_medium=settings.risk_medium)
+    say(f"model {loaded.name} version {loaded.version} ({loaded.alias})")
+
+    data = open_dataset(settings.data, validate=False)
+    try:
+        day = as_of or data.end_date()
+        if day > data.end_date():
+            raise DataError(f"as-of date {day} is after the end of the data ({data.end_date()}): nothing is known about it yet")
+        say(f"building the snapshot as of {day}")
+        snapshot = build_snapshot(data, day, settings.active_days)
+    finally:
+        _close(data.con)
+    if snapshot.empty:
+        raise ScoringError(f"no active customer as of {day} (no order in the {settings.active_days} days before it)")
+    say(f"scoring {len(snapshot):,} customers")
+    scored = ScoredSnapshot.build(scorer, snapshot, day)
+    frame = risk_scores_frame(scorer, scored, explain_top=explain_top, scored_at=_utc_now())
+    write_risk_scores(settings.data, frame)
+    say(f"{len(frame):,} rows appended to {RISK_SCORES} in {settings.data}")
+    export = export_frame(frame)
+    if out is not None:
+        path = write_export(export, out)
+        say(f"risk list written to {path}")
+    say(f"done in {time.perf_counter() - started:.1f} s")
+    return export
+
+
+def risk_scores_frame(
+    scorer: Scorer, scored: ScoredSnapshot, *, explain_top: int | Literal["all"] = EXPLAIN_TOP, scored_at: datetime | None = None
+) -> pd.DataFrame:
+    """The rows of one batch run, ranked by value at risk.
+
+    Args:
+        scorer: the model in use.
+        scored: the scored snapshot.
+        explain_top: at-risk customers (largest value at risk first) to explain, or "all".
+        scored_at: the run's time stamp (default now, UTC).
+
+    Returns:
+        One row per customer with the :data:`RISK_SCORE_TYPES` columns.
+    """
+    table = scored.table
+    order = table.ranked("value_at_risk")
+    summary = table.frame.iloc[order].reset_index(drop=True)
+    positions = order.tolist()
+    if explain_top == "all":
+        explain = [True] * len(positions)
+    else:
+        at_risk = summary["risk_band"].isin(list(scorer.playbook.act_on_bands)).to_numpy()
+        explain = (at_risk & (np.cumsum(at_risk) <= int(explain_top))).tolist()
+    explained_at = [p for p, e in zip(positions, explain, strict=True) if e]
+    answers: dict[int, CustomerRisk] = {}
+    chunk = 2000
+    for start in range(0, len(explained_at), chunk):
+        part = explained_at[start : start + chunk]
+        answers.update(zip(part, scored.answers(scorer, part, [True] * len(part)), strict=True))
+    by_class: dict[tuple[Any, Any, Any], tuple[list[PlannedAction], str]] = {}
+    top_reason, reasons_text, first, actions_text = [], [], [], []
+    for pos, row in zip(positions, summary[["tier", "pyramid", "risk_band"]].itertuples(index=False), strict=True):
+        answer = answers.get(pos)
+        if answer is not None:
+            actions = answer.actions
+            top_reason.append(answer.reasons[0].sentence if answer.reasons else None)
+            reasons_text.append(reasons_json(answer.reasons))
+            actions_text.append(actions_json(actions))
+        else:
+            key = (row.tier, row.pyramid, row.risk_band)
+            if key not in by_class:
+                planned = scorer.actions({"tier": row.tier, "pyramid": row.pyramid, "risk_band": row.risk_band}, [], scored.as_of)
+                by_class[key] = (planned, actions_json(planned))
+            actions, text = by_class[key]
+            top_reason.append(None)
+            reasons_text.append(None)
+            actions_text.append(text)
+        first.append(actions[0] if actions else None)
+    frame = summary.copy()
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1, dtype=np.int64))
+    frame["explained"] = explain
+    frame["top_reason"] = top_reason
+    frame["first_action"] = [a.action if a else None for a in first]
+    frame["first_action_owner"] = [a.owner if a else None for a in first]
+    frame["first_action_due"] = [a.due_by if a else None for a in first]
+    frame["reasons_json"] = reasons_text
+    frame["actions_json"] = actions_text
+    frame["scored_at"] = pd.Timestamp(scored_at or _utc_now()).tz_localize(None).floor("us")
+    frame["as_of"] = scored.as_of
+    frame["model_name"] = scorer.loaded.name
+    frame["model_version"] = str(scorer.loaded.version)
+    return _typed(frame)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(index=frame.index)
+    for col, kind in RISK_SCORE_TYPES.items():
+        values = frame[col] if col in frame.columns else pd.Series([None] * len(frame), index=frame.index)
+        if kind == "timestamp":
+            out[col] = pd.to_datetime(values).astype("datetime64[us]")
+        elif kind == "date":
+            out[col] = pd.to_datetime(values).astype("datetime64[us]").dt.date.where(values.notna(), None)
+        elif kind == "float64":
+            out[col] = pd.to_numeric(values, errors="coerce").astype("float64")
+        elif kind == "int64":
+            out[col] = pd.to_numeric(values).astype("int64")
+        elif kind == "boolean":
+            out[col] = values.astype(bool)
+        else:
+            out[col] = values.astype(object).where(values.notna(), None)
+    return out
+
+
+def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The export columns of a batch run (reasons joined into one readable column).
+
+    Args:
+        frame: rows from :func:`risk_scores_frame`.
+
+    Returns:
+        The :data:`EXPORT_COLUMNS`.
+    """
+    import json
+
+    out = frame.copy()
+    out["reasons"] = [
+        "; ".join(r["sentence"] for r in json.loads(text)) if isinstance(text, str) else None for text in out["reasons_json"]
+    ]
+    return out[list(EXPORT_COLUMNS)].reset_index(drop=True)
+
+
+def write_export(frame: pd.DataFrame, out: str | Path) -> Path:
+    """Write the ranked list to CSV or Parquet, by the file's extension.
+
+    Args:
+        frame: the export frame.
+        out: a ``.csv`` or ``.parquet`` path.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ScoringError: another extension.
+    """
+    path = Path(out)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ScoringError(f"--out {path}: use a .csv or .parquet file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".csv":
+        frame.to_csv(path, index=False, float_format="%.6g")
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# the risk_scores store
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _close(con: Any) -> None:
+    try:
+        con.disconnect()
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass
+
+
+def _ibis_schema() -> ibis.Schema:
+    import ibis
+
+    return ibis.schema(RISK_SCORE_TYPES)
+
+
+def _connect(location: str, *, read_only: bool) -> ibis.BaseBackend:
+    """A connection to the store, waiting a while for a DuckDB file another process holds."""
+    import duckdb
+
+    from features.dataset import connect
+
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            return connect(location, read_only=read_only)
+        except duckdb.IOException as err:
+            if "lock" not in str(err).lower() or time.monotonic() > deadline:
+                raise ScoringError(f"{location} is in use by another process ({err}); try again when it is free") from None
+            time.sleep(0.2)
+
+
+def write_risk_scores(location: str | Path, frame: pd.DataFrame) -> None:
+    """Append one run's rows to the store's ``risk_scores`` (created on first use).
+
+    Args:
+        location: the dataset location (folder, .duckdb file or postgresql:// URL).
+        frame: rows from :func:`risk_scores_frame`.
+    """
+    from features.dataset import location_kind
+
+    frame = _typed(frame)
+    if location_kind(location) == "folder":
+        _append_parquet(Path(location) / FOLDER_FILE, frame)
+        return
+    con = _connect(str(location), read_only=False)
+    try:
+        if RISK_SCORES not in con.list_tables():
+            con.create_table(RISK_SCORES, schema=_ibis_schema())
+        else:
+            have = list(con.table(RISK_SCORES).columns)
+            if have != list(RISK_SCORE_TYPES):
+                raise ScoringError(
+                    f"the {RISK_SCORES} table in {location} has the columns {have}, not {list(RISK_SCORE_TYPES)}: "
+                    f"rename it to keep its history, and score again"
+                )
+        con.insert(RISK_SCORES, frame)
+    finally:
+        _close(con)
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    kinds = {
+        "timestamp": pa.timestamp("us"),
+        "date": pa.date32(),
+        "string": pa.string(),
+        "float64": pa.float64(),
+        "int64": pa.int64(),
+        "boolean": pa.bool_(),
+    }
+    return pa.schema([(col, kinds[kind]) for col, kind in RISK_SCORE_TYPES.items()])
+
+
+def _append_parquet(path: Path, frame: pd.DataFrame) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _arrow_schema()
+    new = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    if path.exists():
+        old = pq.read_table(path)
+        if old.schema.names != schema.names:
+            raise ScoringError(f"{path} has the columns {old.schema.names}, not {schema.names}: rename it to keep its history, and score again")
+        new = pa.concat_tables([old.cast(schema), new])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(new, tmp)
+    os.replace(tmp, path)
+
+
+def latest_run(location: str | Path) -> RunStamp | None:
+    """The newest batch run in the store, without reading its rows.
+
+    Args:
+        location: the dataset location.
+
+    Returns:
+        Its stamp, or None when no run was stored.
+    """
+    from features.dataset import location_kind
+
+    if location_kind(location) == "folder":
+        path = Path(location) / FOLDER_FILE
+        if not path.exists():
+            return None
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=["scored_at", "as_of", "model_name", "model_version"])
+        if table.num_rows == 0:
+            return None
+        newest = pc.max(table["scored_at"])
+        top = table.filter(pc.equal(table["scored_at"], newest)).slice(0, 1).to_pylist()[0]
+        return RunStamp(top["scored_at"], top["as_of"], top["model_name"], top["model_version"])
+    con = _connect(str(location), read_only=True)
+    try:
+        if RISK_SCORES not in con.list_tables():
+            return None
+        t = con.table(RISK_SCORES)
+        newest = t.order_by(t.scored_at.desc()).select("scored_at", "as_of", "model_name", "model_version").limit(1).to_pandas()
+    finally:
+        _close(con)
+    if newest.empty:
+        return None
+    row = newest.iloc[0]
+    return RunStamp(pd.Timestamp(row["scored_at"]).to_pydatetime(), pd.Timestamp(row["as_of"]).date(), str(row["model_name"]), str(row["model_version"]))
+
+
+def read_run(location: str | Path, stamp: RunStamp | None = None) -> pd.DataFrame | None:
+    """The rows of one batch run (the newest by default).
+
+    Args:
+        location: the dataset location.
+        stamp: which run; None for the newest.
+
+    Returns:
+        The rows ranked as stored, or None when the store holds no run.
+    """
+    from features.dataset import location_kind
+
+    stamp = stamp or latest_run(location)
+    if stamp is None:
+        return None
+    when = pd.Timestamp(stamp.scored_at)
+    if location_kind(location) == "folder":
+        import pyarrow.parquet as pq
+
+        frame = pq.read_table(Path(location) / FOLDER_FILE, filters=[("scored_at", "=", when.to_pydatetime())]).to_pandas()
+    else:
+        import ibis
+
+        con = _connect(str(location), read_only=True)
+        try:
+            t = con.table(RISK_SCORES)
+            frame = t.filter(t.scored_at == ibis.literal(when.to_pydatetime(), type="timestamp")).to_pandas()
+        finally:
+            _close(con)
+    frame = frame.sort_values("rank", kind="stable").reset_index(drop=True)
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+    return frame
+
+
+def run_history(location: str | Path) -> pd.DataFrame:
+    """Every stored batch run: stamp and row count, newest first.
+
+    Args:
+        location: the dataset location.
+
+    Returns:
+        Columns scored_at, as_of, model_name, model_version, customers.
+    """
+    from features.dataset import location_kind
+
+    keys = ["scored_at", "as_of", "model_name", "model_version"]
+    if location_kind(location) == "folder":
+        path = Path(location) / FOLDER_FILE
+        if not path.exists():
+            return pd.DataFrame(columns=[*keys, "customers"])
+        frame = pd.read_parquet(path, columns=keys)
+    else:
+        con = _connect(str(location), read_only=True)
+        try:
+            if RISK_SCORES not in con.list_tables():
+                return pd.DataFrame(columns=[*keys, "customers"])
+            frame = con.table(RISK_SCORES).select(*keys).to_pandas()
+        finally:
+            _close(con)
+    counts = frame.groupby(keys, dropna=False).size().rename("customers").reset_index()
+    return counts.sort_values("scored_at", ascending=False, ignore_index=True)

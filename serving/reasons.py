@@ -1,0 +1,328 @@
+"""Reasons a person understands, from the model's own per-feature contributions.
+
+A reason is one feature whose contribution raises the customer's risk (a positive contribution to
+the booster's margin), with its value, its impact and a plain sentence such as "ordered 41 days
+ago against a usual rhythm of 12 days". Sentences come from per-feature templates that may use the
+customer's other features; a template whose inputs are missing gives way to the next one, and a
+feature without a template is described by its registry description.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MIN_IMPACT = 1e-6
+
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "days_since_last_order": (
+        "ordered {days_since_last_order:days} ago against a usual rhythm of {median_gap_days:days}",
+        "last ordered {value:days} ago",
+    ),
+    "overdue_ratio": ("the time since the last order is {value:times} the customer's usual gap between orders",),
+    "median_gap_days": ("usually orders only every {value:days}",),
+    "days_since_first_order": ("first ordered {value:days} ago",),
+    "orders_30d": ("{value:count:order} in the last 30 days", ),
+    "orders_90d": (
+        "{value:count:order} in the last 90 days against {orders_365d:count:order} in the last year",
+        "{value:count:order} in the last 90 days",
+    ),
+    "orders_180d": ("{value:count:order} in the last 180 days",),
+    "orders_365d": ("{value:count:order} in the last year",),
+    "orders_trend_90d": ("orders {value:trend} in the last 90 days against the 90 days before",),
+    "revenue_90d": ("revenue of {value:money} in the last 90 days",),
+    "revenue_180d": ("revenue of {value:money} in the last 180 days",),
+    "revenue_365d": ("revenue of {value:money} in the last year",),
+    "revenue_trend_90d": ("revenue {value:trend} in the last 90 days against the 90 days before",),
+    "revenue_trend_180d": ("revenue {value:trend} in the last 180 days against the 180 days before",),
+    "avg_order_value_365d": ("average order of {value:money} over the last year",),
+    "avg_order_value_trend_90d": ("average order size {value:trend} in the last 90 days against the 90 days before",),
+    "returns_share_365d": ("returned {value:pct} of the ordered value in the last year",),
+    "margin_365d": ("gross margin of {value:money} in the last year",),
+    "margin_rate_365d": ("gross margin of {value:pct} of revenue in the last year",),
+    "complaints_90d": ("{value:count:complaint} in the last 90 days",),
+    "complaints_365d": ("{value:count:complaint} in the last year",),
+    "open_complaints": (
+        "{value:count:complaint} still unresolved, the oldest open for {oldest_open_complaint_days:days}",
+        "{value:count:complaint} still unresolved",
+    ),
+    "high_severity_complaints_365d": ("{value:count:high-severity complaint} in the last year",),
+    "days_since_last_complaint": ("complained {value:days} ago",),
+    "mean_resolution_days_365d": ("complaints took {value:days} on average to resolve",),
+    "max_resolution_days_365d": ("a complaint took {value:days} to resolve",),
+    "oldest_open_complaint_days": ("a complaint has been open for {value:days}",),
+    "open_balance": (
+        "{value:money} unpaid, {overdue_balance:money} of it past due",
+        "{value:money} unpaid",
+    ),
+    "overdue_balance": (
+        "{value:money} past due, the oldest invoice {max_days_past_due:days} late",
+        "{value:money} past due",
+    ),
+    "overdue_share": ("{value:pct} of the unpaid amount is past due",),
+    "max_days_past_due": ("an invoice is {value:days} past due",),
+    "weighted_days_past_due": ("the overdue amount is {value:days} past due on average",),
+    "balance_0_30d": ("{value:money} unpaid, not yet due or up to 30 days late",),
+    "balance_31_90d": ("{value:money} unpaid 31 to 90 days past due",),
+    "balance_91_180d": ("{value:money} unpaid 91 to 180 days past due",),
+    "balance_over_180d": ("{value:money} unpaid more than 180 days past due (bad debt)",),
+    "late_paid_share_365d": ("{value:pct} of the invoices due in the last year were paid late or not at all",),
+    "avg_days_to_pay_365d": ("takes {value:days} on average to pay an invoice",),
+    "days_to_pay_change_90d": ("pays {value:slower} than in the 90 days before",),
+    "balance_to_credit_limit": ("the unpaid amount is {value:pct} of the credit limit",),
+    "debt_class": ("receivables: {value:label}",),
+    "days_since_last_contact": ("last contacted by the account manager {value:days} ago",),
+    "contacts_90d": ("{value:count:contact} from the account manager in the last 90 days",),
+    "contacts_365d": ("{value:count:contact} from the account manager in the last year",),
+    "abc_class": ("ABC class {value}",),
+    "pyramid_tier": ("{value:label} tier of the customer pyramid",),
+    "rfm_recency_score": ("RFM recency score {value:int} of 5",),
+    "rfm_frequency_score": ("RFM frequency score {value:int} of 5",),
+    "rfm_monetary_score": ("RFM monetary score {value:int} of 5",),
+    "lifecycle_stage": ("in the {value:label} stage of the customer lifecycle",),
+    "settlement_terms": ("buys on {value:label} terms",),
+    "channel": ("buys through the {value:label} channel",),
+    "region": ("in region {value}",),
+    "segment": ("in segment {value:label}",),
+    "btyd_expected_orders_90d": ("its buying pattern predicts only {value:dec} orders in the next 90 days",),
+    "btyd_p_alive": ("its buying pattern gives only a {value:pct} chance that it is still buying",),
+    "btyd_p_no_order_90d": ("its buying pattern gives a {value:pct} chance of no order in the next 90 days",),
+}
+"""Feature name to sentence templates, tried in order; ``value`` is the feature's own value."""
+
+MISSING: dict[str, str] = {
+    "days_since_last_contact": "no account-manager contact on record",
+    "days_since_last_complaint": "no complaint on record",
+    "median_gap_days": "only one order so far, so no ordering rhythm yet",
+    "overdue_ratio": "only one order so far, so no ordering rhythm yet",
+    "avg_days_to_pay_365d": "no invoice paid in the last year",
+    "mean_resolution_days_365d": "no complaint resolved in the last year",
+    "max_resolution_days_365d": "no complaint resolved in the last year",
+    "oldest_open_complaint_days": "no open complaint",
+    "balance_to_credit_limit": "no credit limit on record",
+}
+"""Sentences for a feature whose value is missing (LightGBM gives missing values their own branch)."""
+
+GROUP_FALLBACK = "{description}: {value}"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One driver of a customer's risk.
+
+    Attributes:
+        feature: the feature name.
+        group: the feature's group in the registry (orders, complaints, receivables, contacts, tiers).
+        value: the feature's value (None when missing).
+        impact: its contribution to the model's margin (log-odds); positive raises the risk.
+        sentence: a plain sentence a person understands.
+    """
+
+    feature: str
+    group: str | None
+    value: float | str | None
+    impact: float
+    sentence: str
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value) or value is np.nan  # NaN, pd.NA
+    except (TypeError, ValueError):
+        return True
+
+
+def _plural(n: float, noun: str) -> str:
+    count = int(round(n))
+    if count == 0:
+        return f"no {noun}s"
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def _trend_words(t: float) -> str:
+    """A bounded trend ``(last - prev) / (|last| + |prev|)`` as words."""
+    if t <= -0.995:
+        return "fell to nothing"
+    if t >= 0.995:
+        return "rose from nothing"
+    change = (1 + t) / (1 - t) - 1
+    if abs(change) < 0.005:
+        return "held steady"
+    return f"fell by {abs(change):.0%}" if change < 0 else f"rose by {change:.0%}"
+
+
+class _SentenceFormatter(string.Formatter):
+    """``str.format`` with the specs ``days``, ``money``, ``pct``, ``int``, ``dec``, ``times``, ``trend``,
+    ``slower``, ``label`` and ``count:<noun>``; a missing input raises KeyError."""
+
+    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        value = kwargs.get(str(key))
+        if _missing(value):
+            raise KeyError(key)
+        return value
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if format_spec.startswith("count:"):
+            return _plural(float(value), format_spec[len("count:"):])
+        if format_spec == "days":
+            days = int(round(float(value)))
+            return f"{days:,} day" if days == 1 else f"{days:,} days"
+        if format_spec == "money":
+            return f"{float(value):,.0f}"
+        if format_spec == "pct":
+            return f"{float(value):.0%}"
+        if format_spec == "int":
+            return f"{int(round(float(value)))}"
+        if format_spec == "dec":
+            return f"{float(value):.1f}"
+        if format_spec == "times":
+            return f"{float(value):.1f} times"
+        if format_spec == "trend":
+            return _trend_words(float(value))
+        if format_spec == "slower":
+            days = float(value)
+            if abs(days) < 0.5:
+                return "as fast"
+            unit = "day" if round(abs(days)) == 1 else "days"
+            return f"{abs(days):.0f} {unit} {'slower' if days > 0 else 'faster'}"
+        if format_spec == "label":
+            return str(value).replace("_", " ")
+        if isinstance(value, float) and format_spec == "":
+            return f"{value:,.2f}".rstrip("0").rstrip(".")
+        return super().format_field(value, format_spec)
+
+
+_FORMATTER = _SentenceFormatter()
+
+
+def sentence(feature: str, row: Mapping[str, Any], description: str | None = None) -> str:
+    """The plain sentence for one feature of one customer.
+
+    Args:
+        feature: the feature name.
+        row: the customer's features (other features may appear in the sentence).
+        description: the feature's registry description, for features without a template.
+
+    Returns:
+        The first template whose inputs are all present, else a sentence for a missing value,
+        else ``"<description>: <value>"``.
+    """
+    value = row.get(feature)
+    fields = {**row, "value": value}
+    for template in TEMPLATES.get(feature, ()):
+        try:
+            return _FORMATTER.format(template, **fields)
+        except (KeyError, ValueError, TypeError):
+            continue
+    if _missing(value):
+        return MISSING.get(feature, f"{description or feature.replace('_', ' ')}: not known")
+    try:
+        shown = _FORMATTER.format_field(value, "")
+    except (ValueError, TypeError):
+        shown = str(value)
+    return GROUP_FALLBACK.format(description=description or feature.replace("_", " "), value=shown)
+
+
+def _plain(value: Any) -> float | str | None:
+    if _missing(value):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    return str(value)
+
+
+def top_indices(contrib: np.ndarray, n: int, min_impact: float = MIN_IMPACT) -> list[list[int]]:
+    """For each row, the columns of its ``n`` largest positive contributions, largest first.
+
+    Args:
+        contrib: contributions, shape [rows, features].
+        n: most reasons per row.
+        min_impact: contributions at or below this do not count as raising the risk.
+
+    Returns:
+        One list of column indices per row (possibly empty).
+    """
+    contrib = np.atleast_2d(contrib)
+    if contrib.shape[1] == 0 or n <= 0:
+        return [[] for _ in range(contrib.shape[0])]
+    k = min(n, contrib.shape[1])
+    part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
+    out: list[list[int]] = []
+    for r in range(contrib.shape[0]):
+        cols = sorted(part[r], key=lambda j: (-contrib[r, j], j))
+        out.append([int(j) for j in cols if contrib[r, j] > min_impact])
+    return out
+
+
+def explain_row(
+    contrib: np.ndarray,
+    feature_names: Sequence[str],
+    row: Mapping[str, Any],
+    *,
+    n: int = 3,
+    groups: Mapping[str, str] | None = None,
+    descriptions: Mapping[str, str] | None = None,
+    min_impact: float = MIN_IMPACT,
+) -> list[Reason]:
+    """The top reasons of one customer.
+
+    Args:
+        contrib: the customer's contributions, shape [features], aligned with ``feature_names``.
+        feature_names: the model's features in order.
+        row: the customer's feature values (and any other columns the sentences use).
+        n: most reasons.
+        groups: feature name to group (the registry); None leaves groups empty.
+        descriptions: feature name to description (the registry).
+        min_impact: contributions at or below this are not reasons.
+
+    Returns:
+        Up to ``n`` reasons, largest positive contribution first.
+    """
+    groups = groups or {}
+    descriptions = descriptions or {}
+    cols = top_indices(np.asarray(contrib, dtype=float)[None, :], n, min_impact)[0]
+    reasons = []
+    for j in cols:
+        name = feature_names[j]
+        reasons.append(
+            Reason(
+                feature=name,
+                group=groups.get(name),
+                value=_plain(row.get(name)),
+                impact=round(float(contrib[j]), 6),
+                sentence=sentence(name, row, descriptions.get(name)),
+            )
+        )
+    return reasons
+
+
+def registry_maps() -> tuple[dict[str, str], dict[str, str]]:
+    """Feature name to group and to description, from the feature registry.
+
+    Returns:
+        ``(groups, descriptions)``.
+    """
+    from features.registry import FEATURES
+
+    return {k: s.group for k, s in FEATURES.items()}, {k: s.description for k, s in FEATURES.items()}
+
+
+def finite_or_none(value: float) -> float | None:
+    """A float that JSON can carry: NaN and infinities become None.
+
+    Args:
+        value: a number.
+
+    Returns:
+        The value, or None.
+    """
+    return float(value) if value is not None and math.isfinite(value) else None

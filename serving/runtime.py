@@ -1,0 +1,574 @@
+"""What the service holds in memory and how it changes while it runs.
+
+A :class:`ServingState` is one model with the feature snapshot it scored: built completely in the
+background, then swapped in by a single reference assignment, so a request sees either the old
+state or the new one, never a half-loaded model. A watcher thread checks every few seconds (a
+cheap registry lookup) whether the ``champion`` alias points to another version, whether the data
+changed, and whether ``churn score`` stored a newer risk list, and rebuilds what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from serving.playbook import Playbook, PlannedAction, load_playbook, registry_groups
+from serving.schemas import (
+    CustomerError,
+    CustomerRisk,
+    ModelInfo,
+    PredictRequest,
+    PredictResponse,
+    Reason,
+    RiskListRequest,
+    RiskListResponse,
+)
+from serving.scoring import (
+    FeatureInputError,
+    RiskFilters,
+    RiskTable,
+    ScoredSnapshot,
+    Scorer,
+    choose_explained,
+    encode_records,
+)
+
+if TYPE_CHECKING:
+    from churn.settings import Settings
+    from serving.batch import RunStamp
+
+logger = logging.getLogger("churn.serving")
+
+DEFAULT_POLL_SECONDS = 30.0
+SNAPSHOT_CACHE = 2
+
+
+class StartupError(RuntimeError):
+    """The service cannot start; the message says what to run or set."""
+
+
+class RequestError(ValueError):
+    """A request the service cannot answer as asked; ``loc`` names the field."""
+
+    def __init__(self, loc: Sequence[str | int], message: str, kind: str = "value_error") -> None:
+        super().__init__(message)
+        self.loc = list(loc)
+        self.kind = kind
+
+
+class NotReady(RuntimeError):
+    """The model or the features are still loading."""
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """One model and the snapshot it scored, complete and immutable once published.
+
+    Attributes:
+        scorer: the model with playbook and thresholds.
+        snapshot: the features as of the latest data, encoded and scored.
+        data_fingerprint: the data's fingerprint when the snapshot was built.
+        loaded_at: when this state was published.
+    """
+
+    scorer: Scorer
+    snapshot: ScoredSnapshot
+    data_fingerprint: str | None
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """The newest batch risk list from the store, ranked in memory.
+
+    Attributes:
+        stamp: which run.
+        table: its rows.
+    """
+
+    stamp: RunStamp
+    table: RiskTable
+
+
+def poll_seconds(settings: Settings) -> float:
+    """How often the watcher looks for a new champion, new data or a new risk list.
+
+    Args:
+        settings: the settings (``model_poll_seconds`` when the settings have it).
+
+    Returns:
+        Seconds; ``CHURN_MODEL_POLL_SECONDS`` or 30 by default.
+    """
+    value = getattr(settings, "model_poll_seconds", None) or os.environ.get("CHURN_MODEL_POLL_SECONDS")
+    try:
+        return max(0.2, float(value)) if value else DEFAULT_POLL_SECONDS
+    except ValueError:
+        return DEFAULT_POLL_SECONDS
+
+
+def champion_version(tracking_uri: str, name: str, alias: str = "champion") -> str | None:
+    """The version that holds ``alias`` (a cheap registry lookup), or None.
+
+    Args:
+        tracking_uri: MLflow tracking URI.
+        name: registered model name.
+        alias: the alias.
+
+    Returns:
+        The version number as text, or None when no version holds the alias.
+    """
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def check_startup(settings: Settings) -> str:
+    """Refuse to start without an API key, a readable playbook or a champion model.
+
+    Args:
+        settings: the settings the service will run with.
+
+    Returns:
+        The champion's version.
+
+    Raises:
+        StartupError: what is missing and what to run or set.
+    """
+    if not settings.resolved_api_key():
+        raise StartupError("no API key: set CHURN_API_KEY (or CHURN_API_KEY_FILE to a file holding it) before `churn serve`")
+    load_playbook(settings.playbook, features=registry_groups())
+    version = champion_version(settings.tracking_uri, settings.model_name)
+    if version is None:
+        raise StartupError(
+            f"no champion model {settings.model_name!r} in {settings.tracking_uri}: run `churn train --data {settings.data}` "
+            f"(or `churn demo` for a sample model) first"
+        )
+    return version
+
+
+class Runtime:
+    """The service's model, features and risk list, kept current by a watcher thread.
+
+    Attributes:
+        settings: what the service runs with.
+        playbook: the validated win-back playbook.
+    """
+
+    def __init__(self, settings: Settings, *, poll: float | None = None) -> None:
+        self.settings = settings
+        self.playbook: Playbook = load_playbook(settings.playbook, features=registry_groups())
+        self.poll = poll if poll is not None else poll_seconds(settings)
+        self._state: ServingState | None = None
+        self._stored: StoredRun | None = None
+        self._stored_checked: tuple[Any, ...] | None = None
+        self._data_signature: tuple[Any, ...] | None = None
+        self._cache: OrderedDict[tuple[date, str], ScoredSnapshot] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    # ---- lifecycle
+
+    @property
+    def state(self) -> ServingState | None:
+        """The published state (None while loading)."""
+        return self._state
+
+    @property
+    def ready(self) -> bool:
+        """Whether a model and its features are loaded."""
+        return self._state is not None
+
+    def start(self) -> None:
+        """Load in the background and keep watching for changes."""
+        self._thread = threading.Thread(target=self._run, name="churn-model-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the watcher."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+                self.last_error = None
+            except Exception as err:  # noqa: BLE001 - the watcher must survive and retry
+                self.last_error = str(err)
+                logger.exception("refreshing the model or the features failed; retrying in %.0f s", self.poll)
+            self._stop.wait(self.poll)
+
+    def refresh(self) -> bool:
+        """Publish a new state when the champion or the data changed, and pick up a newer risk list.
+
+        Returns:
+            True when a new state was published.
+        """
+        published = False
+        current = self._state
+        version = champion_version(self.settings.tracking_uri, self.settings.model_name)
+        if version is None:
+            if current is None:
+                raise StartupError(f"no champion model {self.settings.model_name!r}: run `churn train`")
+            logger.warning("no version of %s holds the champion alias any more; keeping version %s", self.settings.model_name, current.scorer.loaded.version)
+        signature = data_signature(self.settings.data)
+        model_changed = current is None or (version is not None and version != current.scorer.loaded.version)
+        data_changed = current is not None and signature != self._data_signature
+        if model_changed or data_changed:
+            published = self._publish(current, load_new_model=model_changed, signature=signature)
+        self._refresh_stored()
+        return published
+
+    def _publish(self, current: ServingState | None, *, load_new_model: bool, signature: tuple[Any, ...] | None) -> bool:
+        from features.dataset import open_dataset
+        from features.snapshot import build_snapshot
+        from training.register import load_model
+
+        started = time.perf_counter()
+        if load_new_model or current is None:
+            loaded = load_model(self.settings.tracking_uri, self.settings.model_name)
+            scorer = Scorer(loaded, self.playbook, risk_high=self.settings.risk_high, risk_medium=self.settings.risk_medium)
+        else:
+            scorer = current.scorer
+        data = _quiet(open_dataset(self.settings.data, validate=False))
+        try:
+            fingerprint = data.fingerprint()
+            as_of = data.end_date()
+            same_data = current is not None and fingerprint == current.data_fingerprint and current.snapshot.as_of == as_of
+            if same_data and current is not None and scorer is current.scorer:
+                self._data_signature = signature
+                return False
+            frame = current.snapshot.frame if same_data and current is not None else build_snapshot(data, as_of, self.settings.active_days)
+        finally:
+            _close(data.con)
+        snapshot = ScoredSnapshot.build(scorer, frame, as_of)
+        self._state = ServingState(scorer=scorer, snapshot=snapshot, data_fingerprint=fingerprint)
+        self._data_signature = signature
+        with self._cache_lock:
+            self._cache.clear()
+        logger.info(
+            "serving %s version %s on %d customers as of %s (loaded in %.1f s)",
+            scorer.loaded.name, scorer.loaded.version, len(frame), as_of, time.perf_counter() - started,
+        )
+        return True
+
+    def _refresh_stored(self) -> None:
+        from serving.batch import latest_run, read_run
+
+        marker = store_marker(self.settings.data)
+        if marker is not None and marker == self._stored_checked:
+            return
+        try:
+            stamp = latest_run(self.settings.data)
+        except Exception as err:  # noqa: BLE001 - a busy store is read next time
+            logger.info("risk_scores not readable now (%s); trying again later", err)
+            return
+        self._stored_checked = marker
+        if stamp is None:
+            self._stored = None
+            return
+        if self._stored is not None and self._stored.stamp == stamp:
+            return
+        frame = read_run(self.settings.data, stamp)
+        if frame is not None:
+            self._stored = StoredRun(stamp=stamp, table=RiskTable(frame))
+            logger.info("risk list of %s (model %s, as of %s, %d customers) loaded", stamp.scored_at, stamp.model_version, stamp.as_of, len(frame))
+
+    # ---- answers
+
+    def require_state(self) -> ServingState:
+        """The published state.
+
+        Raises:
+            NotReady: still loading.
+        """
+        state = self._state
+        if state is None:
+            raise NotReady("the service is loading the model and the features; try again shortly (GET /readyz says when)")
+        return state
+
+    def snapshot_for(self, state: ServingState, as_of: date | None) -> ScoredSnapshot:
+        """The scored snapshot for an as-of date: the one in memory, or built once and cached.
+
+        Args:
+            state: the state in use.
+            as_of: the requested date, or None for the latest.
+
+        Returns:
+            The snapshot.
+
+        Raises:
+            RequestError: the date is after the data or before any order.
+        """
+        if as_of is None or as_of == state.snapshot.as_of:
+            return state.snapshot
+        if as_of > state.snapshot.as_of:
+            raise RequestError(["as_of"], f"as_of {as_of} is after the end of the data ({state.snapshot.as_of}): nothing is known about it yet")
+        key = (as_of, state.scorer.loaded.version)
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+            from features.dataset import open_dataset
+            from features.snapshot import build_snapshot
+
+            data = _quiet(open_dataset(self.settings.data, validate=False))
+            try:
+                if as_of <= data.start_date():
+                    raise RequestError(["as_of"], f"as_of {as_of} is not after the first order ({data.start_date()}): there is no history to score")
+                frame = build_snapshot(data, as_of, self.settings.active_days)
+            finally:
+                _close(data.con)
+            built = ScoredSnapshot.build(state.scorer, frame, as_of)
+            self._cache[key] = built
+            while len(self._cache) > SNAPSHOT_CACHE:
+                self._cache.popitem(last=False)
+            return built
+
+    def predict(self, request: PredictRequest) -> PredictResponse:
+        """Score the customers of a /predict request.
+
+        Args:
+            request: the validated request.
+
+        Returns:
+            One item per customer in request order; unknown customers get an error item.
+
+        Raises:
+            RequestError: an oversized batch, a bad feature or an impossible as_of (names the field).
+            NotReady: still loading.
+        """
+        if len(request.customers) > self.settings.max_batch:
+            raise RequestError(
+                ["customers"], f"{len(request.customers)} customers in one request; the limit is {self.settings.max_batch} (CHURN_MAX_BATCH)", "too_long"
+            )
+        state = self.require_state()
+        scorer = state.scorer
+        by_features = [i for i, c in enumerate(request.customers) if c.features is not None]
+        by_id = [i for i, c in enumerate(request.customers) if c.features is None]
+        snapshot = self.snapshot_for(state, request.as_of) if by_id else state.snapshot
+        results: list[CustomerRisk | CustomerError | None] = [None] * len(request.customers)
+
+        positions: list[int] = []
+        slots: list[int] = []
+        for i in by_id:
+            cid = request.customers[i].customer_id
+            pos = snapshot.position(cid)
+            if pos is None:
+                results[i] = CustomerError(
+                    customer_id=cid,
+                    error=f"unknown customer {cid!r}: not an active customer (no order in the {self.settings.active_days} days before {snapshot.as_of}); send its features to score it anyway",
+                )
+            else:
+                positions.append(pos)
+                slots.append(i)
+        if positions:
+            table = snapshot.table
+            explain = choose_explained(
+                table.column_values("risk_band", positions),
+                table.column_values("value_at_risk", positions),
+                request.explain,
+                at_risk_bands=self.playbook.act_on_bands,
+            )
+            for i, answer in zip(slots, snapshot.answers(scorer, positions, explain), strict=True):
+                results[i] = answer
+
+        as_of = snapshot.as_of if by_id else (request.as_of or snapshot.as_of)
+        if by_features:
+            for i, answer in zip(by_features, self._answer_features(scorer, request, by_features, as_of), strict=True):
+                results[i] = answer
+        return PredictResponse(model=scorer.model_info, as_of=as_of, results=[r for r in results if r is not None])
+
+    def _answer_features(self, scorer: Scorer, request: PredictRequest, indices: list[int], as_of: date) -> list[CustomerRisk]:
+        from features.registry import FEATURES
+
+        records = [request.customers[i].features or {} for i in indices]
+        try:
+            x = encode_records(scorer.model, records, known=FEATURES)
+        except FeatureInputError as err:
+            for n, record in zip(indices, records, strict=True):
+                if err.feature in record:
+                    raise RequestError(["customers", n, "features", err.feature], str(err)) from None
+            raise RequestError(["customers"], str(err)) from None
+        rows = [{"customer_id": request.customers[i].customer_id, **rec} for i, rec in zip(indices, records, strict=True)]
+        frame = pd.DataFrame(rows)
+        summary = scorer.summarise(frame, scorer.probabilities(x)).to_dict("records")
+        explain = choose_explained(
+            [s["risk_band"] for s in summary], [s["value_at_risk"] for s in summary], request.explain, at_risk_bands=self.playbook.act_on_bands
+        )
+        wanted = [k for k, e in enumerate(explain) if e]
+        reasons: dict[int, list[Reason]] = {}
+        if wanted:
+            contrib, _ = scorer.contributions(x[wanted])
+            for k, found in zip(wanted, scorer.reasons(contrib, [rows[k] for k in wanted]), strict=True):
+                reasons[k] = found
+        return [scorer.answer(s, reasons.get(k) if explain[k] else None, as_of) for k, s in enumerate(summary)]
+
+    def risk_list(self, request: RiskListRequest) -> RiskListResponse:
+        """The ranked risk list: the newest stored batch run, or the in-memory snapshot when none exists.
+
+        Args:
+            request: filters, sort and paging.
+
+        Returns:
+            The page and the total count.
+
+        Raises:
+            NotReady: still loading.
+        """
+        state = self.require_state()
+        stored = self._stored
+        filters = RiskFilters(
+            tier=request.tier,
+            pyramid=request.pyramid,
+            region=request.region,
+            account_manager=request.account_manager,
+            risk_band=request.risk_band,
+            min_probability=request.min_probability,
+            sort=request.sort,
+        )
+        if stored is None:
+            snapshot = state.snapshot
+            total, page = snapshot.table.page(filters, request.limit, request.offset)
+            items = snapshot.answers(state.scorer, page.tolist(), [request.explain] * len(page))
+            return RiskListResponse(
+                model=state.scorer.model_info, as_of=snapshot.as_of, source="snapshot", total=total,
+                offset=request.offset, limit=request.limit, items=items,
+            )
+        total, page = stored.table.page(filters, request.limit, request.offset)
+        rows = stored.table.frame.iloc[page].to_dict("records") if len(page) else []
+        live = state.snapshot if (
+            stored.stamp.as_of == state.snapshot.as_of and stored.stamp.model_version == state.scorer.loaded.version
+        ) else None
+        items = [self._stored_item(state, live, row, request.explain) for row in rows]
+        alias = state.scorer.loaded.alias if stored.stamp.model_version == state.scorer.loaded.version else None
+        info = state.scorer.model_info if alias else ModelInfo(name=stored.stamp.model_name, version=stored.stamp.model_version)
+        return RiskListResponse(
+            model=info, as_of=stored.stamp.as_of, source="risk_scores", scored_at=stored.stamp.scored_at, total=total,
+            offset=request.offset, limit=request.limit, items=items,
+        )
+
+    def _stored_item(self, state: ServingState, live: ScoredSnapshot | None, row: dict[str, Any], explain: bool) -> CustomerRisk:
+        import json
+
+        reasons: list[Reason] | None = None
+        actions: list[PlannedAction] | None = None
+        if explain and isinstance(row.get("reasons_json"), str):
+            reasons = [Reason.model_validate(r) for r in json.loads(row["reasons_json"])]
+        if explain and reasons is None and live is not None:
+            pos = live.position(str(row["customer_id"]))
+            if pos is not None:
+                return live.answers(state.scorer, [pos], [True])[0]
+        if isinstance(row.get("actions_json"), str):
+            actions = [PlannedAction.model_validate(a) for a in json.loads(row["actions_json"])]
+        item = CustomerRisk(
+            customer_id=str(row["customer_id"]),
+            churn_probability=round(float(row["churn_probability"]), 6),
+            risk_band=row["risk_band"],
+            tier=_text(row.get("tier")),
+            pyramid=_text(row.get("pyramid")),
+            customer_class=_text(row.get("customer_class")),
+            revenue_12m=_number(row.get("revenue_12m")),
+            value_at_risk=_number(row.get("value_at_risk")),
+            region=_text(row.get("region")),
+            segment=_text(row.get("segment")),
+            account_manager=_text(row.get("account_manager")),
+            explained=reasons is not None,
+            reasons=reasons or [],
+            actions=(actions or []) if explain else [],
+        )
+        return item
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return str(value)
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return round(number, 2) if np.isfinite(number) else None
+
+
+def _quiet(data: Any) -> Any:
+    """Turn off DuckDB's progress bar (it would fill the server log); other engines are left alone."""
+    try:
+        if data.con.name == "duckdb":
+            data.con.raw_sql("SET enable_progress_bar = false")
+    except Exception:  # noqa: BLE001 - a cosmetic setting
+        pass
+    return data
+
+
+def _close(con: Any) -> None:
+    try:
+        con.disconnect()
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass
+
+
+def data_signature(location: str) -> tuple[Any, ...] | None:
+    """A cheap marker that changes when the data files change (None for a database server).
+
+    Args:
+        location: the dataset location.
+
+    Returns:
+        Names, sizes and modification times of the data files, or None for PostgreSQL.
+    """
+    from features.contract import TABLES
+    from features.dataset import location_kind
+
+    kind = location_kind(location)
+    if kind == "postgres":
+        return None
+    path = Path(location)
+    if kind == "folder":
+        files = [path / f"{name}{ext}" for name in TABLES for ext in (".csv", ".parquet")]
+    else:
+        files = [path]
+    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists())
+
+
+def store_marker(location: str) -> tuple[Any, ...] | None:
+    """A cheap marker that changes when a batch run may have been stored (None: always look).
+
+    Args:
+        location: the dataset location.
+
+    Returns:
+        Size and modification time of the store file, or None for PostgreSQL.
+    """
+    from features.dataset import location_kind
+
+    from serving.batch import FOLDER_FILE
+
+    kind = location_kind(location)
+    if kind == "postgres":
+        return None
+    path = Path(location) / FOLDER_FILE if kind == "folder" else Path(location)
+    wal = path.with_name(path.name + ".wal")
+    parts = [path, wal] if kind == "duckdb" else [path]
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else (p.name,) for p in parts)

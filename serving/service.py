@@ -1,0 +1,125 @@
+"""The BentoML service: churn risk with reasons and win-back actions, for CRM systems and retention teams.
+
+Start it with ``churn serve`` (or ``bentoml serve serving.service:ChurnService --port 3000`` with
+the ``CHURN_*`` settings in the environment). Endpoints:
+
+- ``POST /predict``: customers by id (or with their own features) -> probability, band, tier,
+  pyramid, 12-month revenue, value at risk, reasons and actions; the model and as-of date named.
+- ``POST /risk_list``: the ranked list with filters and paging (the newest ``churn score`` run,
+  or the in-memory snapshot scored on the spot when there is none).
+- BentoML's ``/healthz``, ``/livez``, ``/readyz`` (ready once model and features are loaded) and
+  ``/metrics``: the only paths open without the API key.
+
+A page (``/ui``) can be mounted with ``bentoml.asgi_app(app, path="/ui")`` on :class:`ChurnService`;
+its handlers reach the running service through ``bentoml.get_current_service()`` and its
+``runtime`` (the state, the scorer, the snapshot).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from datetime import date
+from typing import Any, Literal
+
+import bentoml
+from starlette.responses import JSONResponse
+
+from serving.middleware import ApiKeyMiddleware, JsonBodyMiddleware
+from serving.page import page_app
+from serving.runtime import NotReady, RequestError, Runtime, StartupError, check_startup
+from serving.schemas import CustomerIn, PredictRequest, PredictResponse, RiskListRequest, RiskListResponse
+
+logger = logging.getLogger("churn.serving")
+
+
+def _error(status: int, message: str, loc: list[str | int] | None = None, kind: str = "value_error") -> JSONResponse:
+    detail = [{"type": kind, "loc": loc, "msg": message}] if loc is not None else []
+    return JSONResponse({"error": message, "detail": detail}, status_code=status)
+
+
+def _stop_server(reason: str) -> None:
+    """Stop the whole ``bentoml serve`` process, not only this worker (which would be restarted forever)."""
+    logger.error("churn service cannot start: %s", reason)
+    parent = os.getppid()
+    try:
+        import psutil
+
+        cmdline = " ".join(psutil.Process(parent).cmdline())
+    except Exception:  # noqa: BLE001 - without psutil, do not guess
+        cmdline = ""
+    if "bentoml" in cmdline or "serving.server" in cmdline:
+        os.kill(parent, signal.SIGTERM)
+
+
+@bentoml.asgi_app(page_app, path="/ui")
+@bentoml.service(name="churn", traffic={"timeout": 120})
+class ChurnService:
+    """Churn risk of active business customers, with reasons and win-back actions."""
+
+    def __init__(self) -> None:
+        from churn.settings import load_settings
+
+        settings = load_settings()
+        try:
+            check_startup(settings)
+        except Exception as err:
+            _stop_server(str(err))
+            raise SystemExit(f"churn service cannot start: {err}") from None
+        self.runtime = Runtime(settings)
+        self.runtime.start()
+
+    def __is_ready__(self) -> bool:
+        return self.runtime.ready
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        self.runtime.stop()
+
+    @bentoml.api(input_spec=PredictRequest, route="/predict")
+    def predict(
+        self, customers: list[CustomerIn], as_of: date | None = None, explain: Literal["auto", "all", "none"] = "auto"
+    ) -> PredictResponse:
+        """Churn risk, reasons and win-back actions per customer.
+
+        Send ``{"customers": [{"customer_id": "C000123"}]}``; a customer may instead carry its own
+        ``features``. Unknown customers get an error item; the others are still answered.
+        """
+        request = PredictRequest.model_construct(customers=customers, as_of=as_of, explain=explain)
+        return self._answer(lambda: self.runtime.predict(request))
+
+    @bentoml.api(input_spec=RiskListRequest, route="/risk_list")
+    def risk_list(
+        self,
+        tier: list[str] | None = None,
+        pyramid: list[str] | None = None,
+        region: list[str] | None = None,
+        account_manager: list[str] | None = None,
+        risk_band: list[str] | None = None,
+        min_probability: float | None = None,
+        sort: Literal["value_at_risk", "probability"] = "value_at_risk",
+        limit: int = 50,
+        offset: int = 0,
+        explain: bool = True,
+    ) -> RiskListResponse:
+        """The ranked risk list: filter by tier, pyramid, region, account manager, band, probability; page with limit/offset."""
+        request = RiskListRequest.model_construct(
+            tier=tier, pyramid=pyramid, region=region, account_manager=account_manager, risk_band=risk_band,
+            min_probability=min_probability, sort=sort, limit=limit, offset=offset, explain=explain,
+        )
+        return self._answer(lambda: self.runtime.risk_list(request))
+
+    def _answer(self, produce: Any) -> Any:
+        try:
+            return produce()
+        except RequestError as err:
+            return _error(400, str(err), err.loc, err.kind)
+        except NotReady as err:
+            return _error(503, str(err))
+        except StartupError as err:
+            return _error(503, str(err))
+
+
+ChurnService.add_asgi_middleware(ApiKeyMiddleware)
+ChurnService.add_asgi_middleware(JsonBodyMiddleware)

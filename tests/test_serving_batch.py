@@ -1,0 +1,93 @@
+"""`churn score`'s engine: every active customer scored, the run appended to risk_scores, the export written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from serving_fixtures import TrainedStore, trained_store
+
+from churn.settings import Settings, load_settings
+from serving.batch import EXPORT_COLUMNS, FOLDER_FILE, ScoringError, latest_run, read_run, run_history, score_all
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
+    return trained_store(tmp_path_factory.mktemp("serving_store"))
+
+
+def _settings(store: TrainedStore, data: Path) -> Settings:
+    return load_settings(data=str(data), tracking_uri=store.tracking_uri, model_name=store.model_name)
+
+
+def test_score_all_ranks_every_active_customer_and_exports(store: TrainedStore, tmp_path: Path) -> None:
+    own = store.copy(tmp_path / "db")
+    out = tmp_path / "risk.csv"
+    ranked = score_all(_settings(store, own.data), out=out, explain_top=25)
+    exported = pd.read_csv(out)
+    assert list(exported.columns) == list(EXPORT_COLUMNS)
+    assert len(exported) == len(ranked) > 100
+    assert exported["customer_id"].is_unique
+    var = ranked["value_at_risk"].fillna(-1).to_numpy()
+    assert (var[:-1] >= var[1:]).all()
+    assert set(ranked["risk_band"]) <= {"high", "medium", "low"}
+    at_risk = ranked[ranked["risk_band"] != "low"]
+    assert at_risk["first_action"].notna().all(), "every at-risk customer gets an action"
+    explained = ranked["top_reason"].notna()
+    assert explained.sum() == min(25, len(at_risk))
+    assert explained[at_risk.index[:25]].all(), "the reasons go to the at-risk customers at the top of the list"
+    assert ranked.loc[ranked["risk_band"] == "low", "first_action"].isna().all()
+
+
+def test_runs_are_appended_never_overwritten(store: TrainedStore, tmp_path: Path) -> None:
+    own = store.copy(tmp_path / "db")
+    settings = _settings(store, own.data)
+    first = score_all(settings, explain_top=5)
+    earlier = first["as_of"].iloc[0] - pd.Timedelta(days=30)
+    score_all(settings, as_of=earlier, explain_top=5)
+    history = run_history(own.data)
+    assert len(history) == 2
+    assert sorted(history["as_of"].astype(str)) == sorted([str(earlier), str(first["as_of"].iloc[0])])
+    newest = latest_run(own.data)
+    assert newest is not None and str(newest.as_of) == str(earlier) and newest.model_version == "1"
+    with duckdb.connect(str(own.data), read_only=True) as con:
+        rows = con.execute("SELECT count(*), count(DISTINCT scored_at) FROM risk_scores").fetchone()
+    assert rows[1] == 2 and rows[0] == int(history["customers"].sum())
+    latest = read_run(own.data)
+    assert latest is not None and (latest["as_of"].astype(str) == str(earlier)).all()
+
+
+def test_folder_dataset_keeps_its_risk_list_in_a_parquet_file(store: TrainedStore, tmp_path: Path) -> None:
+    from features.dataset import open_dataset, write_dataset
+
+    data = open_dataset(store.data, validate=False)
+    try:
+        frames = {name: table.to_pandas() for name, table in data.tables.items()}
+    finally:
+        data.con.disconnect()
+    folder = tmp_path / "crm"
+    write_dataset(folder, frames)
+    settings = _settings(store, folder)
+    n = len(score_all(settings, explain_top=5, out=tmp_path / "list.parquet"))
+    score_all(settings, explain_top=5)
+    stored = pd.read_parquet(folder / FOLDER_FILE)
+    assert len(stored) == 2 * n and stored["scored_at"].nunique() == 2
+    assert list(pd.read_parquet(tmp_path / "list.parquet").columns) == list(EXPORT_COLUMNS)
+    reopened = open_dataset(folder, validate=False)
+    assert "risk_scores" not in reopened.tables
+
+
+def test_without_a_champion_the_batch_says_what_to_run(store: TrainedStore, tmp_path: Path) -> None:
+    settings = load_settings(data=str(store.data), tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}", model_name="churn")
+    with pytest.raises(ScoringError, match="churn train"):
+        score_all(settings)
+
+
+def test_a_bad_export_name_is_refused(store: TrainedStore, tmp_path: Path) -> None:
+    own = store.copy(tmp_path / "db")
+    with pytest.raises(ScoringError, match=r"\.csv or \.parquet"):
+        score_all(_settings(store, own.data), out=tmp_path / "list.xlsx", explain_top=0)

@@ -1,0 +1,146 @@
+"""Reasons: plain sentences, and agreement with the model's own contributions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from serving_fixtures import TrainedStore, trained_store
+
+from serving.playbook import load_playbook
+from serving.reasons import TEMPLATES, explain_row, registry_maps, sentence, top_indices
+from serving.scoring import ScoredSnapshot, Scorer, choose_explained, encode_frame, encode_records
+
+
+def test_recency_reads_against_the_customer_rhythm() -> None:
+    row = {"days_since_last_order": 41.0, "median_gap_days": 12.0}
+    assert sentence("days_since_last_order", row) == "ordered 41 days ago against a usual rhythm of 12 days"
+    assert sentence("days_since_last_order", {"days_since_last_order": 1.0}) == "last ordered 1 day ago"
+
+
+@pytest.mark.parametrize(
+    ("feature", "row", "expected"),
+    [
+        ("orders_trend_90d", {"orders_trend_90d": -0.5}, "orders fell by 67% in the last 90 days against the 90 days before"),
+        ("revenue_trend_90d", {"revenue_trend_90d": -1.0}, "revenue fell to nothing in the last 90 days against the 90 days before"),
+        ("open_complaints", {"open_complaints": 2.0, "oldest_open_complaint_days": 19.0}, "2 complaints still unresolved, the oldest open for 19 days"),
+        ("complaints_90d", {"complaints_90d": 0.0}, "no complaints in the last 90 days"),
+        ("overdue_balance", {"overdue_balance": 12345.6}, "12,346 past due"),
+        ("late_paid_share_365d", {"late_paid_share_365d": 0.4}, "40% of the invoices due in the last year were paid late or not at all"),
+        ("days_to_pay_change_90d", {"days_to_pay_change_90d": 12.0}, "pays 12 days slower than in the 90 days before"),
+        ("days_since_last_contact", {"days_since_last_contact": None}, "no account-manager contact on record"),
+        ("debt_class", {"debt_class": "long_term"}, "receivables: long term"),
+    ],
+)
+def test_sentences(feature: str, row: dict, expected: str) -> None:
+    assert sentence(feature, row) == expected
+
+
+def test_every_registry_feature_gets_a_sentence() -> None:
+    groups, descriptions = registry_maps()
+    for name in groups:
+        assert name in TEMPLATES, f"{name} has no sentence template"
+        assert sentence(name, {name: 3.0}, descriptions[name])
+        assert sentence(name, {name: None}, descriptions[name])
+
+
+def test_unknown_feature_falls_back_to_its_description() -> None:
+    assert sentence("shiny_new_feature", {"shiny_new_feature": 2.5}, "something new") == "something new: 2.5"
+
+
+def test_top_indices_keep_only_risk_raising_contributions() -> None:
+    contrib = np.array([[0.1, -2.0, 0.5, 0.0], [-0.1, -0.2, -0.3, -0.4]])
+    assert top_indices(contrib, 3) == [[2, 0], []]
+    reasons = explain_row(contrib[0], ["a", "b", "c", "d"], {"a": 1.0, "c": "x"}, n=1)
+    assert [(r.feature, r.impact, r.value) for r in reasons] == [("c", 0.5, "x")]
+
+
+def test_auto_explains_the_at_risk_customers_largest_value_first() -> None:
+    bands = ["low", "high", "medium", "high", "low"]
+    values = [900.0, 10.0, 50.0, None, 5.0]
+    assert choose_explained(bands, values, "auto") == [False, True, True, True, False]
+    assert choose_explained(bands, values, "auto", budget=1) == [False, False, True, False, False]
+    assert choose_explained(bands, values, "all") == [True] * 5
+    assert choose_explained(bands, values, "none") == [False] * 5
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
+    return trained_store(tmp_path_factory.mktemp("serving_store"))
+
+
+@pytest.fixture(scope="module")
+def scored(store: TrainedStore) -> tuple[Scorer, ScoredSnapshot]:
+    from features.dataset import open_dataset
+    from features.snapshot import build_snapshot
+    from training.register import load_model
+
+    loaded = load_model(store.tracking_uri, store.model_name)
+    data = open_dataset(store.data, validate=False)
+    try:
+        as_of = data.end_date()
+        snapshot = build_snapshot(data, as_of)
+    finally:
+        data.con.disconnect()
+    scorer = Scorer(loaded, load_playbook())
+    return scorer, ScoredSnapshot.build(scorer, snapshot, as_of)
+
+
+@pytest.mark.slow
+def test_encoded_scores_equal_the_model(scored: tuple[Scorer, ScoredSnapshot]) -> None:
+    scorer, snap = scored
+    model = scorer.model
+    np.testing.assert_allclose(scorer.probabilities(snap.x), model.predict_proba(snap.frame), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(snap.table.frame["churn_probability"].to_numpy(), model.predict_proba(snap.frame), atol=1e-12)
+
+
+@pytest.mark.slow
+def test_contributions_plus_base_give_the_raw_score(scored: tuple[Scorer, ScoredSnapshot]) -> None:
+    scorer, snap = scored
+    rows = snap.frame.head(60)
+    contrib, base = scorer.contributions(snap.x[:60])
+    np.testing.assert_allclose(contrib.sum(axis=1) + base, scorer.model.raw_score(rows), atol=1e-9)
+    own, own_base = scorer.model.contributions(rows)
+    np.testing.assert_allclose(contrib, own, atol=1e-12)
+    np.testing.assert_allclose(base, own_base, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_top_reason_is_the_largest_positive_contribution(scored: tuple[Scorer, ScoredSnapshot]) -> None:
+    scorer, snap = scored
+    high = snap.table.ranked("probability")[:40].tolist()
+    answers = snap.answers(scorer, high, [True] * len(high))
+    own, _ = scorer.model.contributions(snap.frame.iloc[high])
+    names = scorer.model.feature_names
+    for answer, contrib in zip(answers, own, strict=True):
+        assert answer.explained
+        if contrib.max() <= 0:
+            assert answer.reasons == []
+            continue
+        top = answer.reasons[0]
+        assert top.feature == names[int(np.argmax(contrib))]
+        assert top.impact == pytest.approx(contrib.max(), abs=1e-6)
+        assert [r.impact for r in answer.reasons] == sorted((r.impact for r in answer.reasons), reverse=True)
+        assert all(r.impact > 0 and r.sentence for r in answer.reasons)
+        if answer.risk_band != "low":
+            assert answer.actions and answer.actions[0].driver == top.driver
+
+
+@pytest.mark.slow
+def test_customer_supplied_features_score_like_the_snapshot(scored: tuple[Scorer, ScoredSnapshot]) -> None:
+    scorer, snap = scored
+    from features.registry import FEATURES
+
+    rows = snap.frame.head(25)
+    records = []
+    for record in rows[scorer.model.feature_names].to_dict("records"):
+        records.append({k: (None if (isinstance(v, float) and np.isnan(v)) or v in ("None", "nan") else v) for k, v in record.items()})
+    x = encode_records(scorer.model, records, known=FEATURES)
+    np.testing.assert_allclose(x, encode_frame(scorer.model, rows), equal_nan=True)
+    np.testing.assert_allclose(scorer.probabilities(x), scorer.model.predict_proba(pd.DataFrame(records)), atol=1e-12)
+
+
+def test_store_fixture_paths_exist(store: TrainedStore) -> None:
+    assert Path(store.data).exists()
