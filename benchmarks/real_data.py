@@ -7,10 +7,12 @@ are compared on the same customers and labels, each seeing nothing dated on or a
 
 - the recency rule: days since the last order, turned into a probability by a logistic fit of the
   churn label on ``log1p(days)`` at T - 90 days (the latest snapshot whose label is known at T);
-- BG/NBD: the modified BG/NBD of :mod:`training.btyd` (penalizer 0.1, time in weeks, repeat
+- BG/NBD: the modified BG/NBD of :mod:`features.btyd` (penalizer 0.1, time in weeks, repeat
   order days), fitted on every customer's orders before T, scored by P(no order in the 90 days);
 - our model: ``training.train.train(..., as_of=T)`` into a temporary MLflow store, the registered
-  champion loaded back, and the snapshot at T scored with it.
+  champion loaded back, and the snapshot at T scored with it. With a few months of history the
+  training takes weekly snapshots from 28 days after the first order, falls back to five folds of
+  customers (``evaluation: customer-cv``) and starts the booster from the BG/NBD prior.
 
     .venv/bin/python benchmarks/real_data.py            # the table in benchmarks/results/real_data.md
     .venv/bin/python benchmarks/real_data.py --skip-model  # the baselines only (seconds)
@@ -40,7 +42,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from features.importer import ImportResult, import_transactions  # noqa: E402
-from training.btyd import btyd_features  # noqa: E402
+from features.btyd import btyd_features  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "online_retail.parquet"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "real_data.md"
@@ -185,10 +187,14 @@ def model_scores(result: ImportResult, as_of: date, store: Path, *, trials: int,
     snapshot = build_snapshot(data, as_of, active_days=ACTIVE_DAYS)
     proba = pd.Series(loaded.model.predict_proba(snapshot), index=snapshot["customer_id"].astype(str).to_numpy())
     split = trained.split
+    meta = loaded.model.metadata
     note = (
         f"{split.get('train_rows', '?'):,} training rows over {split.get('train_snapshots', '?')} snapshot dates "
         f"({split.get('train_first')} to {split.get('train_last')}), {len(loaded.model.feature_names)} features, "
-        f"{time.perf_counter() - started:.0f} s"
+        f"evaluation {meta.get('evaluation')} (out-of-fold PR-AUC {trained.metrics['pr_auc']:.3f}), "
+        f"BG/NBD prior {'on' if meta.get('btyd_prior') else 'off'}, {trained.tuning.get('trees')} trees "
+        f"(folds {trained.tuning.get('fold_trees')}), {trained.tuning.get('trials_complete')} complete and "
+        f"{trained.tuning.get('trials_pruned')} pruned trials, {time.perf_counter() - started:.0f} s"
     )
     return Scores(proba, note)
 
@@ -227,7 +233,7 @@ def prototype_scores(result: ImportResult, as_of: date, *, seed: int, horizon_da
     from features.dataset import CRMDataset
     from features.registry import CATEGORICAL, model_features
     from features.snapshot import build_snapshot, build_training_set
-    from training.btyd import btyd_feature_names
+    from features.btyd import btyd_feature_names
 
     started = time.perf_counter()
     data = CRMDataset.from_frames(result.frames(), as_of=date(2100, 1, 1))
@@ -241,18 +247,9 @@ def prototype_scores(result: ImportResult, as_of: date, *, seed: int, horizon_da
     dates = dates[::-1]
     train = build_training_set(known, horizon_days, as_of=as_of, dates=dates)
     snapshot = build_snapshot(data, as_of, active_days=ACTIVE_DAYS)
-    orders = result.orders[result.orders["order_date"] < pd.Timestamp(as_of)]
     btyd_cols = btyd_feature_names(horizon_days)
 
-    def with_btyd(frame: pd.DataFrame) -> pd.DataFrame:
-        parts = []
-        for day, group in frame.groupby("as_of", sort=True):
-            figures = btyd_features(orders, pd.Timestamp(day).date(), horizon_days, customers=group["customer_id"].tolist(), **BTYD_SETTINGS)  # type: ignore[arg-type]
-            parts.append(group.merge(figures.reset_index(), on="customer_id", how="left"))
-        return pd.concat(parts, ignore_index=True)
-
-    train, snapshot = with_btyd(train), with_btyd(snapshot)
-    features = [f for f in model_features(known) if f not in CATEGORICAL] + btyd_cols
+    features = [f for f in model_features(known) if f not in CATEGORICAL and f not in btyd_cols] + btyd_cols
     prior = lambda f: logit(np.clip(f[btyd_cols[2]].to_numpy(dtype=float), 1e-6, 1 - 1e-6))  # noqa: E731
     customers = np.sort(train["customer_id"].unique())
     fold_of = dict(zip(customers, np.random.default_rng(seed).permutation(len(customers)) % PROTOTYPE_FOLDS, strict=True))

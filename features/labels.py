@@ -21,11 +21,15 @@ import pandas as pd
 from features.dataset import CRMDataset, DataError
 from features.orders import order_gaps
 from features.registry import attach
-from features.snapshot import as_date, snapshot_columns, snapshot_expr, to_snapshot_frame
+from features.snapshot import add_btyd_features, as_date, snapshot_columns, snapshot_expr, to_snapshot_frame
 
 Freq = Literal["auto", "monthly", "biweekly", "weekly"]
 WARMUP_DAYS = 90
-"""History needed before the first snapshot (fewer when the whole history is shorter)."""
+"""History needed before the first snapshot on a long history."""
+SHORT_WARMUP_DAYS = 28
+"""History needed before the first snapshot on a short history."""
+SHORT_HISTORY_DAYS = 365
+"""A history whose matured part (first order to the latest matured as-of date) is shorter than this is short."""
 
 
 def churned(data: CRMDataset, as_of: date, horizon_days: int, customers: ir.Table) -> ir.Table:
@@ -63,9 +67,12 @@ def snapshot_dates(
     """The as-of dates whose labels have matured, oldest first.
 
     The latest date is ``end - H``; earlier ones step back by calendar months ("monthly"), 14 days
-    ("biweekly") or 7 days ("weekly") while at least 90 days of history remain before them. "auto"
-    takes monthly dates, or biweekly, then weekly, when monthly gives fewer than ``min_snapshots``.
-    When the history is too short for 90 days of warm-up, the single latest date is used.
+    ("biweekly") or 7 days ("weekly") while enough history remains before them: 90 days of warm-up,
+    or 28 days on a short history (less than :data:`SHORT_HISTORY_DAYS` from the first order to
+    ``end - H``), where waiting 90 days would leave almost nothing to learn from. "auto" takes
+    weekly dates on a short history; otherwise monthly dates, or biweekly, then weekly, when monthly
+    gives fewer than ``min_snapshots``. When the history is too short even for the warm-up, the
+    single latest date is used.
 
     Args:
         start: the day of the oldest order.
@@ -91,7 +98,8 @@ def snapshot_dates(
             f"({(end - start).days} days), not longer than the {horizon_days}-day horizon. "
             "Give more history, or a shorter horizon (--horizon)."
         )
-    earliest = start + timedelta(days=WARMUP_DAYS)
+    short = (latest - start).days < SHORT_HISTORY_DAYS
+    earliest = start + timedelta(days=SHORT_WARMUP_DAYS if short else WARMUP_DAYS)
     if latest < earliest:
         return [latest]
 
@@ -110,6 +118,8 @@ def snapshot_dates(
 
     if freq != "auto":
         return dates(freq)
+    if short:
+        return dates("weekly")
     for step in ("monthly", "biweekly", "weekly"):
         found = dates(step)
         if len(found) >= min_snapshots:
@@ -154,7 +164,8 @@ def build_training_set(
         as_of: cut the data here first, so that every label matures before it; default: the end
             of the data (the day after the newest order).
         active_days: population = customers with an order in this many days before T.
-        freq: "auto" (monthly, or finer on a short history), "monthly", "biweekly" or "weekly".
+        freq: "auto" (monthly, finer when monthly gives too few dates, weekly on a short history),
+            "monthly", "biweekly" or "weekly".
         min_snapshots: with "auto", go finer than monthly when monthly gives fewer snapshots.
         progress: called as ``progress(i, n, T)`` after the i-th of n snapshots (1-based).
         dates: explicit as-of dates instead of ``freq`` (backtests, benchmarks); each label must
@@ -189,7 +200,7 @@ def build_training_set(
     frames = []
     with shared_gaps(data) as gaps:
         for i, t in enumerate(dates, start=1):
-            frame = labelled_snapshot_expr(data, t, horizon_days, active_days, gaps).to_pandas()
+            frame = add_btyd_features(labelled_snapshot_expr(data, t, horizon_days, active_days, gaps).to_pandas(), data, t)
             frame = to_snapshot_frame(frame, t, columns)
             frame["churned"] = frame["churned"].astype("int64")
             frames.append(frame)

@@ -30,10 +30,10 @@ import ibis.expr.types as ir
 if TYPE_CHECKING:
     from features.dataset import CRMDataset
 
-Group = Literal["orders", "complaints", "receivables", "contacts", "tiers"]
+Group = Literal["orders", "complaints", "receivables", "contacts", "tiers", "btyd"]
 Kind = Literal["numeric", "categorical"]
 
-FEATURE_SET_VERSION = "1.0"
+FEATURE_SET_VERSION = "1.1"
 """Raise the minor number when a feature is added, the major one when a definition changes."""
 
 
@@ -141,11 +141,22 @@ _SPECS: tuple[FeatureSpec, ...] = (
     _f("channel", "tiers", "sales channel (direct, distributor, agent, retail)", "customers", "customers.channel", kind="categorical"),
     _f("region", "tiers", "region", "customers", "customers.region", kind="categorical"),
     _f("segment", "tiers", "customer segment", "customers", "customers.segment", kind="categorical"),
+    # btyd: the buy-till-you-die model (modified BG/NBD) fitted on every customer's orders before T
+    _f("btyd_expected_orders_90d", "btyd", "orders expected in the next 90 days by the buy-till-you-die model", "orders"),
+    _f("btyd_p_alive", "btyd", "chance the customer is still buying, by the buy-till-you-die model", "orders"),
+    _f("btyd_p_no_order_90d", "btyd", "chance of no order in the next 90 days by the buy-till-you-die model", "orders"),
 )
 
 FEATURES: dict[str, FeatureSpec] = {spec.name: spec for spec in _SPECS}
 CATEGORICAL: tuple[str, ...] = tuple(s.name for s in _SPECS if s.kind == "categorical")
 NUMERIC: tuple[str, ...] = tuple(s.name for s in _SPECS if s.kind == "numeric")
+
+BTYD_HORIZON_DAYS = 90
+"""The horizon of the ``btyd_*`` figures (fixed, so that their names and meaning do not depend on the label horizon)."""
+BTYD: tuple[str, ...] = tuple(s.name for s in _SPECS if s.group == "btyd")
+"""Features computed outside the engine query (a model fitted in Python per as-of date), joined afterwards."""
+BTYD_PRIOR_FEATURE = "btyd_p_no_order_90d"
+"""The BG/NBD probability a booster may start from (its logit as the initial score)."""
 
 DESCRIPTIVE: tuple[str, ...] = ("region", "segment", "channel", "settlement_terms", "account_manager")
 """Customer-master columns carried into every snapshot when the customers table has them."""

@@ -4,7 +4,9 @@ The whole snapshot is one Ibis expression, executed once in the engine the datas
 (DuckDB, PostgreSQL, or any backend Ibis compiles to); pandas only receives the final frame. It is
 built from ``data.cut(T)``, so nothing dated on or after T can reach a feature. (The one shortcut,
 the gaps between order days that a training set computes once for all its snapshots, is filtered
-by date: a gap dated before T involves only orders before T.)
+by date: a gap dated before T involves only orders before T.) The ``btyd_*`` figures are the one
+group computed outside the query: the engine aggregates each customer's orders before T, a modified
+BG/NBD is fitted on them in Python (about a second), and its figures are joined onto the frame.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from features.contacts import contact_features
 from features.dataset import CRMDataset, DataError
 from features.orders import active_customers, order_features
 from features.receivables import receivable_features
-from features.registry import DESCRIPTIVE, FEATURES, PointInTime, model_features
+from features.btyd import btyd_features
+from features.registry import BTYD, BTYD_HORIZON_DAYS, DESCRIPTIVE, FEATURES, PointInTime, model_features
 from features.tiers import tier_features
 
 if TYPE_CHECKING:
@@ -85,7 +88,39 @@ def snapshot_expr(data: CRMDataset, as_of: date, active_days: int = 365, gaps: i
     snapshot = groups[0]
     for group in groups[1:]:
         snapshot = snapshot.join(group, "customer_id")
-    return snapshot.select(*(c for c in snapshot_columns(data) if c != "as_of"))
+    return snapshot.select(*(c for c in snapshot_columns(data) if c not in ("as_of", *BTYD)))
+
+
+def add_btyd_features(frame: pd.DataFrame, data: CRMDataset, as_of: date) -> pd.DataFrame:
+    """Join the ``btyd_*`` figures of each customer onto an executed snapshot (when the data can feed them).
+
+    The modified BG/NBD (penalizer 0.1, time in weeks, repeat order days) is fitted on every
+    customer's orders before T, not only the snapshot's population, and gives each customer the
+    expected orders, the chance of being alive and the chance of no order in the next
+    :data:`~features.registry.BTYD_HORIZON_DAYS` days.
+
+    Args:
+        frame: the engine's result of :func:`snapshot_expr` at ``as_of`` (with ``customer_id``).
+        data: the CRM dataset.
+        as_of: T; only orders dated strictly before T are read.
+
+    Returns:
+        ``frame`` with the ``btyd_*`` columns of :func:`features.registry.model_features` added
+        (missing where a customer has no order before T); unchanged when there are none.
+    """
+    wanted = [name for name in model_features(data) if name in BTYD]
+    if not wanted:
+        return frame
+    out = frame.copy()
+    ids = out["customer_id"].astype(str)
+    if ids.empty:
+        for name in wanted:
+            out[name] = pd.Series(dtype="float64")
+        return out
+    figures = btyd_features(data.cut(as_of).table("orders"), as_of, BTYD_HORIZON_DAYS, customers=ids.tolist())
+    for name in wanted:
+        out[name] = figures[name].to_numpy(dtype="float64", na_value=float("nan"))
+    return out
 
 
 def to_snapshot_frame(frame: pd.DataFrame, as_of: date, columns: list[str]) -> pd.DataFrame:
@@ -130,7 +165,7 @@ def build_snapshot(data: CRMDataset, as_of: date, active_days: int = 365) -> pd.
     if active_days < 1:
         raise DataError(f"active_days must be at least 1, not {active_days}")
     as_of = as_date(as_of)
-    frame = snapshot_expr(data, as_of, active_days).to_pandas()
+    frame = add_btyd_features(snapshot_expr(data, as_of, active_days).to_pandas(), data, as_of)
     return to_snapshot_frame(frame, as_of, snapshot_columns(data))
 
 

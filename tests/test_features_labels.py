@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from features.dataset import CRMDataset, DataError
-from features.labels import build_training_set, snapshot_dates
+from features.labels import SHORT_WARMUP_DAYS, build_training_set, snapshot_dates
 from features.registry import FEATURES
 from features.snapshot import build_snapshot
 
@@ -90,13 +90,30 @@ def test_auto_frequency_goes_weekly_on_a_short_history() -> None:
     dates = sorted(frame["as_of"].dt.date.unique())
     assert dates[-1] == end - timedelta(days=90)
     assert {(b - a).days for a, b in zip(dates, dates[1:])} == {7}
-    assert len(dates) >= 8 and dates[0] >= start + timedelta(days=90)
-    assert len(snapshot_dates(start, end, 90, "biweekly")) < 8 <= len(dates)
-    assert len(snapshot_dates(start, end, 90, "auto", min_snapshots=3)) == len(snapshot_dates(start, end, 90, "monthly")) == 3
+    assert len(dates) >= 8 and dates[0] >= start + timedelta(days=SHORT_WARMUP_DAYS)
+    assert dates[0] - timedelta(days=7) < start + timedelta(days=SHORT_WARMUP_DAYS)
+    assert len(snapshot_dates(start, end, 90, "biweekly")) < len(dates)
+
+
+def test_auto_frequency_on_a_long_history_goes_finer_only_when_monthly_is_too_few() -> None:
+    start, end = date(2022, 1, 1), date(2023, 6, 1)
+    monthly = snapshot_dates(start, end, 90, "monthly")
+    assert snapshot_dates(start, end, 90, "auto", min_snapshots=3) == monthly
+    assert monthly[0] >= start + timedelta(days=90)
+    biweekly = snapshot_dates(start, end, 90, "auto", min_snapshots=len(monthly) + 1)
+    assert {(b - a).days for a, b in zip(biweekly, biweekly[1:])} == {14}
+
+
+def test_a_short_history_takes_weekly_dates_after_a_short_warm_up() -> None:
+    data = dataset(rhythm_orders(150))
+    frame = build_training_set(data)
+    dates = frame["as_of"].dt.date.unique().tolist()
+    assert dates[-1] == data.end_date() - timedelta(days=90)
+    assert dates[0] >= data.start_date() + timedelta(days=SHORT_WARMUP_DAYS) and len(dates) == 5
 
 
 def test_a_history_too_short_for_the_warm_up_gives_one_snapshot() -> None:
-    data = dataset(rhythm_orders(150))
+    data = dataset(rhythm_orders(110))
     frame = build_training_set(data)
     assert frame["as_of"].dt.date.unique().tolist() == [data.end_date() - timedelta(days=90)]
 
@@ -122,5 +139,5 @@ def test_as_of_cuts_the_data_and_every_label_matures_before_it() -> None:
 def test_absent_optional_tables_leave_their_features_out_of_the_training_set() -> None:
     frame = build_training_set(dataset(rhythm_orders(400)), dates=[START + timedelta(days=200), START + timedelta(days=300)])
     groups = {FEATURES[c].group for c in frame.columns if c in FEATURES}
-    assert groups == {"orders", "tiers"}
+    assert groups == {"orders", "tiers", "btyd"}
     assert list(frame.columns[:2]) == ["customer_id", "as_of"] and frame.columns[-1] == "churned"

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from features.dataset import CRMDataset
-from features.registry import CATEGORICAL, FEATURES, model_features
+from features.btyd import btyd_features
+from features.registry import BTYD, CATEGORICAL, FEATURES, model_features
 from features.snapshot import build_snapshot
 
 T = date(2024, 7, 1)
@@ -188,7 +189,17 @@ def test_population_is_the_customers_with_an_order_in_the_365_days_before_T(snap
 
 
 def test_every_registered_feature_is_checked_here() -> None:
-    assert set(FEATURES) <= set(EXPECTED)
+    assert set(FEATURES) - set(BTYD) <= set(EXPECTED)
+
+
+def test_btyd_features_are_the_model_fitted_on_every_order_before_T(snapshot: pd.DataFrame) -> None:
+    orders = CRMDataset.from_frames(tiny_tables(), as_of=T + timedelta(days=60)).table("orders").to_pandas()
+    expected = btyd_features(orders[orders["order_date"] < pd.Timestamp(T)], T, 90, customers=list(snapshot.index))
+    assert set(BTYD) == set(expected.columns)
+    for column in BTYD:
+        assert snapshot[column].dtype == np.float64
+        np.testing.assert_allclose(snapshot[column].to_numpy(), expected[column].to_numpy(dtype=float), rtol=1e-9)
+    assert ((snapshot["btyd_p_no_order_90d"] > 0) & (snapshot["btyd_p_no_order_90d"] < 1)).all()
 
 
 @pytest.mark.parametrize("column", list(EXPECTED))
@@ -215,7 +226,7 @@ def test_absent_optional_tables_leave_their_features_out() -> None:
     data = CRMDataset.from_frames({"orders": orders}, as_of=T)
     frame = build_snapshot(data, T)
     groups = {FEATURES[c].group for c in frame.columns if c in FEATURES}
-    assert groups == {"orders", "tiers"}
+    assert groups == {"orders", "tiers", "btyd"}
     assert "complaints_365d" not in frame and "open_balance" not in frame and "contacts_90d" not in frame
     assert "margin_365d" not in frame and "region" not in frame
     assert list(frame.columns[2:]) == model_features(data)

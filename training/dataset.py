@@ -4,12 +4,20 @@ A snapshot taken on day ``d`` has a label that is only known on ``d + horizon``.
 on day ``s`` therefore keeps only the snapshots whose labels matured before the next split starts
 (``d + horizon <= s``): the model never learns from an outcome that happened inside the period it
 is judged on, exactly as if it had been trained on the first day of that period.
+
+A short history (a few months of matured snapshots) cannot hold three such parts. Then
+:func:`split_for_training` falls back to folds of customers (:class:`CustomerFolds`): every
+snapshot of a customer is in the same fold, so early stopping, tuning and calibration are judged
+on customers the model has not seen. Its metrics are cross-validated on customers, not measured on
+a later period (a split by time without the gaps would leak: neighbouring weekly snapshots share
+most of their label window). The honest test of such a model is to score it at T and wait.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -18,6 +26,13 @@ from features.dataset import DataError
 
 LABEL = "churned"
 KEY = ("customer_id", "as_of")
+LATER_PERIOD = "later-period"
+CUSTOMER_CV = "customer-cv"
+Evaluation = Literal["later-period", "customer-cv"]
+
+
+class ShortHistoryError(DataError):
+    """The matured snapshots span too little time for the train, validation and test periods."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,9 @@ class SplitConfig:
         min_train_snapshots: fewest snapshot dates the training part may have.
         min_test_customers: fewest customers the test period must have.
         min_test_churned: fewest lost customers the test period must have.
+        short_history: "auto" falls back to :class:`CustomerFolds` when the time split is
+            impossible; "fail" raises instead.
+        folds: the number of customer folds of that fallback.
     """
 
     test_snapshots: int = 3
@@ -41,6 +59,8 @@ class SplitConfig:
     min_train_snapshots: int = 2
     min_test_customers: int = 100
     min_test_churned: int = 10
+    short_history: Literal["auto", "fail"] = "auto"
+    folds: int = 5
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,7 @@ class TimeSplit:
     test: pd.DataFrame
     horizon_days: int
     gap_days: int
+    evaluation: Evaluation = LATER_PERIOD
 
     def parts(self) -> dict[str, pd.DataFrame]:
         """The three parts by name, in time order."""
@@ -79,7 +100,7 @@ class TimeSplit:
         Returns:
             A flat dict such as ``{"train_rows": 1200, "train_first": "2023-01-01", ...}``.
         """
-        out: dict[str, object] = {"horizon_days": self.horizon_days, "gap_days": self.gap_days}
+        out: dict[str, object] = {"horizon_days": self.horizon_days, "gap_days": self.gap_days, "evaluation": self.evaluation}
         for name, frame in self.parts().items():
             first, last = _period(frame)
             out[f"{name}_rows"] = len(frame)
@@ -182,7 +203,7 @@ def time_split(frame: pd.DataFrame, *, horizon_days: int, config: SplitConfig | 
     valid_dates = dates[dates <= valid_end][-config.valid_snapshots:]
     train_dates = dates[dates <= pd.Timestamp(valid_dates[0]) - pd.Timedelta(days=gap)] if len(valid_dates) else dates[:0]
     if len(dates) <= config.test_snapshots or len(valid_dates) == 0 or len(train_dates) < config.min_train_snapshots:
-        raise DataError(
+        raise ShortHistoryError(
             f"too little matured history for an honest time split: {len(dates)} snapshot dates from "
             f"{pd.Timestamp(dates[0]).date()} to {pd.Timestamp(dates[-1]).date()}; the split needs "
             f"{config.test_snapshots} test dates, {config.valid_snapshots} validation dates ending {gap} days "
@@ -215,3 +236,111 @@ def time_split(frame: pd.DataFrame, *, horizon_days: int, config: SplitConfig | 
         gap_days=gap,
     )
 
+
+
+@dataclass(frozen=True)
+class CustomerFolds:
+    """The short-history fallback: all matured snapshots, each customer in one of ``k`` folds.
+
+    Attributes:
+        frame: the labelled snapshots, sorted by ``customer_id`` and ``as_of``.
+        fold: the fold (0 to k - 1) of each row; every row of a customer has the same fold.
+        k: the number of folds.
+        horizon_days: the label horizon.
+    """
+
+    frame: pd.DataFrame
+    fold: np.ndarray
+    k: int
+    horizon_days: int
+    evaluation: Evaluation = CUSTOMER_CV
+
+    def pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(fit, held_out)`` boolean row masks, one pair per fold."""
+        return [(self.fold != j, self.fold == j) for j in range(self.k)]
+
+    def periods(self) -> dict[str, tuple[str, str]]:
+        """First and last as-of date (ISO) of the rows, under the names of the time split's parts.
+
+        Returns:
+            ``{"train": (first, last), "valid": ..., "test": ...}``, all the same period: every
+            customer is fitted on in some folds and held out in one.
+        """
+        period = _period(self.frame)
+        return {"train": period, "valid": period, "test": period}
+
+    def summary(self) -> dict[str, object]:
+        """Sizes, churn rate and period, with the keys of :meth:`TimeSplit.summary`, for logging.
+
+        Returns:
+            A flat dict; ``evaluation`` is "customer-cv" and ``folds`` the number of folds.
+        """
+        first, last = _period(self.frame)
+        out: dict[str, object] = {"horizon_days": self.horizon_days, "gap_days": 0, "evaluation": self.evaluation, "folds": self.k}
+        for name in ("train", "valid", "test"):
+            out[f"{name}_rows"] = len(self.frame)
+            out[f"{name}_customers"] = int(self.frame["customer_id"].nunique())
+            out[f"{name}_snapshots"] = int(self.frame["as_of"].nunique())
+            out[f"{name}_churn_rate"] = round(float(self.frame[LABEL].mean()), 6)
+            out[f"{name}_first"] = first
+            out[f"{name}_last"] = last
+        return out
+
+
+def customer_folds(frame: pd.DataFrame, *, horizon_days: int, config: SplitConfig | None = None, seed: int = 42) -> CustomerFolds:
+    """Assign customers (with all their snapshots) to folds at random, for the short-history fallback.
+
+    Args:
+        frame: labelled, matured snapshots.
+        horizon_days: the label horizon.
+        config: ``folds`` and the minimum customers and lost customers (over all rows).
+        seed: the seed of the assignment (the same customers get the same folds for any row order).
+
+    Returns:
+        The folds.
+
+    Raises:
+        DataError: one class of label, too few customers or lost customers, or a fold without both classes.
+    """
+    config = config or SplitConfig()
+    check_labels(frame, where="the matured snapshots", horizon_days=horizon_days)
+    ordered = frame.sort_values(list(KEY), kind="stable").reset_index(drop=True)
+    customers = np.sort(ordered["customer_id"].astype(str).unique())
+    churned = int(ordered.groupby("customer_id")[LABEL].max().sum())
+    if len(customers) < max(config.min_test_customers, 2 * config.folds) or churned < config.min_test_churned:
+        raise DataError(
+            f"the matured snapshots ({_describe_period(ordered)}) have {len(customers)} customers, {churned} of them lost "
+            f"at least once; at least {config.min_test_customers} customers and {config.min_test_churned} lost ones are "
+            "needed to measure a model; give data with more customers or a longer history"
+        )
+    assignment = np.random.default_rng(seed).permutation(len(customers)) % config.folds
+    fold = pd.Series(assignment, index=customers).reindex(ordered["customer_id"].astype(str)).to_numpy()
+    for j in range(config.folds):
+        check_labels(ordered.loc[fold == j], where=f"fold {j + 1} of the customers", horizon_days=horizon_days)
+    return CustomerFolds(frame=ordered, fold=fold, k=config.folds, horizon_days=horizon_days)
+
+
+def split_for_training(
+    frame: pd.DataFrame, *, horizon_days: int, config: SplitConfig | None = None, seed: int = 42
+) -> TimeSplit | CustomerFolds:
+    """The time split, or folds of customers when the history is too short for one (and the config allows).
+
+    Args:
+        frame: labelled, matured snapshots.
+        horizon_days: the label horizon.
+        config: split sizes and the short-history policy.
+        seed: the seed of the customer folds.
+
+    Returns:
+        A :class:`TimeSplit` (``evaluation`` "later-period") or :class:`CustomerFolds` ("customer-cv").
+
+    Raises:
+        DataError: see :func:`time_split` and :func:`customer_folds`.
+    """
+    config = config or SplitConfig()
+    try:
+        return time_split(frame, horizon_days=horizon_days, config=config)
+    except ShortHistoryError:
+        if config.short_history != "auto":
+            raise
+    return customer_folds(frame, horizon_days=horizon_days, config=config, seed=seed)

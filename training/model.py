@@ -4,6 +4,12 @@ Categorical features go to LightGBM as pandas ``category`` columns whose categor
 at training time and stored with the model; a value not seen in training becomes missing. The
 calibrator is Platt scaling on the booster's margin, which is monotone: the per-feature
 contributions of the margin explain the order of the calibrated probabilities.
+
+A model may start from a prior: the booster is trained with ``init_score = logit(p)`` of one input
+column (the BG/NBD chance of no order, ``btyd_p_no_order_90d``) and learns corrections to it. Its
+margin is then the trees' margin plus that logit; :class:`PriorBooster` adds it wherever the booster
+predicts (so code that calls ``model.booster.predict`` gets the full margin), and
+:meth:`ChurnModel.contributions` reports it as one more column, ``btyd_prior``.
 """
 
 from __future__ import annotations
@@ -18,11 +24,88 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
-from scipy.special import expit
+from scipy.special import expit, logit
 
 BOOSTER_FILE = "booster.txt"
 MODEL_FILE = "churn_model.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+PRIOR_NAME = "btyd_prior"
+"""The contribution column of the prior (the BG/NBD starting point of the margin)."""
+PRIOR_CLIP = 1e-6
+
+
+def prior_logit(p: np.ndarray | pd.Series) -> np.ndarray:
+    """The initial score of a booster that starts from probability ``p``: ``logit(clip(p))``, 0 where missing.
+
+    Args:
+        p: probabilities (the prior column).
+
+    Returns:
+        Log-odds, shape [n].
+    """
+    values = np.asarray(pd.to_numeric(pd.Series(np.asarray(p, dtype=object).ravel()), errors="coerce"), dtype=float)
+    out = logit(np.clip(values, PRIOR_CLIP, 1.0 - PRIOR_CLIP))
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+class PriorBooster:
+    """A LightGBM booster trained from ``init_score = logit(x[prior])``, predicting as if the prior were in it.
+
+    ``predict`` accepts what :meth:`lightgbm.Booster.predict` accepts (a prepared frame or the encoded
+    matrix in ``feature_name()`` order): ``raw_score`` is the trees' margin plus the prior logit,
+    probabilities are its sigmoid, and ``pred_contrib`` keeps LightGBM's shape (one column per
+    feature, then the base value) with the prior folded into the base value, so that each row
+    still sums to the margin. Everything else is the wrapped booster's.
+
+    Args:
+        booster: the trees.
+        prior_feature: the input column holding the prior probability.
+    """
+
+    def __init__(self, booster: lgb.Booster, prior_feature: str) -> None:
+        names = list(booster.feature_name())
+        if prior_feature not in names:
+            raise ValueError(f"the prior column {prior_feature} is not an input of the booster")
+        self.inner = booster
+        self.prior_feature = prior_feature
+        self.prior_index = names.index(prior_feature)
+
+    def prior(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """The prior logit of each row.
+
+        Args:
+            data: the booster's input.
+
+        Returns:
+            Shape [n].
+        """
+        column = data[self.prior_feature] if isinstance(data, pd.DataFrame) else np.asarray(data)[:, self.prior_index]
+        return prior_logit(column)
+
+    def predict(self, data: pd.DataFrame | np.ndarray, *args: Any, raw_score: bool = False, pred_contrib: bool = False, **kwargs: Any) -> np.ndarray:
+        """Like :meth:`lightgbm.Booster.predict`, with the prior added to the margin.
+
+        Args:
+            data: the booster's input.
+            *args: passed on.
+            raw_score: return the margin.
+            pred_contrib: return contributions (prior in the base value column).
+            **kwargs: passed on.
+
+        Returns:
+            Margins, probabilities or contributions.
+        """
+        prior = self.prior(data)
+        if pred_contrib:
+            out = np.array(self.inner.predict(data, *args, pred_contrib=True, **kwargs), dtype=float)
+            out[:, -1] += prior
+            return out
+        margin = np.asarray(self.inner.predict(data, *args, raw_score=True, **kwargs), dtype=float) + prior
+        return margin if raw_score else expit(margin)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 def lgb_params(overrides: Mapping[str, Any] | None = None, *, seed: int = 42, num_threads: int = 2) -> dict[str, Any]:
@@ -153,17 +236,24 @@ class ChurnModel:
         categorical: categorical feature name to its category list (fixed at training).
         calibrator: Platt scaling of the margin, fitted on the validation period.
         metadata: feature set version, horizon, training date, periods, test metrics, dataset.
+        prior_feature: the input column whose logit the booster started from (``None``: no prior).
+        booster: the trees, wrapped in :class:`PriorBooster` when there is a prior.
     """
 
     def __init__(
         self,
-        booster: lgb.Booster,
+        booster: lgb.Booster | PriorBooster,
         feature_names: Sequence[str],
         categorical: Mapping[str, Sequence[str]],
         calibrator: PlattCalibrator | None = None,
         metadata: Mapping[str, Any] | None = None,
+        prior_feature: str | None = None,
     ) -> None:
-        self.booster = booster
+        if isinstance(booster, PriorBooster):
+            prior_feature = prior_feature or booster.prior_feature
+            booster = booster.inner
+        self.prior_feature = prior_feature
+        self.booster: lgb.Booster | PriorBooster = PriorBooster(booster, prior_feature) if prior_feature else booster
         self.feature_names = list(feature_names)
         self.categorical = {name: list(values) for name, values in categorical.items()}
         self.calibrator = calibrator or PlattCalibrator()
@@ -172,6 +262,16 @@ class ChurnModel:
             raise ValueError(
                 f"the booster's features {booster.feature_name()} differ from the model's {self.feature_names}"
             )
+
+    @property
+    def trees(self) -> lgb.Booster:
+        """The LightGBM booster itself (without the prior)."""
+        return self.booster.inner if isinstance(self.booster, PriorBooster) else self.booster
+
+    @property
+    def contribution_names(self) -> list[str]:
+        """The columns of :meth:`contributions`: the features, then ``btyd_prior`` when the model has a prior."""
+        return [*self.feature_names, PRIOR_NAME] if self.prior_feature else list(self.feature_names)
 
     def prepare(self, df: pd.DataFrame) -> pd.DataFrame:
         """The model's input frame: its columns in order, categories fixed, everything else float.
@@ -188,7 +288,7 @@ class ChurnModel:
         return prepare_features(df, self.feature_names, self.categorical)
 
     def raw_score(self, df: pd.DataFrame) -> np.ndarray:
-        """The booster's margin (log-odds before calibration) per row.
+        """The booster's margin (log-odds before calibration) per row, the prior's logit included.
 
         Args:
             df: rows with the feature columns.
@@ -228,10 +328,15 @@ class ChurnModel:
 
         Returns:
             ``(contrib [n, k], base [n])`` with ``contrib.sum(1) + base == raw_score(df)``;
-            column ``j`` of ``contrib`` belongs to ``feature_names[j]``.
+            column ``j`` of ``contrib`` belongs to ``contribution_names[j]``: the features and,
+            with a prior, a last column holding the prior's logit (the trees' base value stays the base).
         """
-        out = np.asarray(self.booster.predict(self.prepare(df), pred_contrib=True), dtype=float)
-        return out[:, :-1], out[:, -1]
+        prepared = self.prepare(df)
+        out = np.asarray(self.trees.predict(prepared, pred_contrib=True), dtype=float)
+        contrib, base = out[:, :-1], out[:, -1]
+        if isinstance(self.booster, PriorBooster):
+            contrib = np.column_stack([contrib, self.booster.prior(prepared)])
+        return contrib, base
 
     def importance(self, df: pd.DataFrame) -> pd.Series:
         """Mean absolute contribution of each feature over ``df``, largest first.
@@ -240,10 +345,10 @@ class ChurnModel:
             df: rows with the feature columns.
 
         Returns:
-            A series indexed by feature name.
+            A series indexed by :attr:`contribution_names`.
         """
         contrib, _ = self.contributions(df)
-        return pd.Series(np.abs(contrib).mean(axis=0), index=self.feature_names).sort_values(ascending=False, kind="stable")
+        return pd.Series(np.abs(contrib).mean(axis=0), index=self.contribution_names).sort_values(ascending=False, kind="stable")
 
     def save(self, folder: Path) -> Path:
         """Write the model to ``folder`` (the booster as LightGBM text, the rest as JSON).
@@ -256,9 +361,10 @@ class ChurnModel:
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / BOOSTER_FILE).write_text(self.booster.model_to_string())
+        (folder / BOOSTER_FILE).write_text(self.trees.model_to_string())
         spec = {
             "format_version": FORMAT_VERSION,
+            "prior_feature": self.prior_feature,
             "feature_names": self.feature_names,
             "categorical": self.categorical,
             "calibrator": {"kind": "platt", "slope": self.calibrator.slope, "intercept": self.calibrator.intercept},
@@ -279,8 +385,8 @@ class ChurnModel:
         """
         folder = Path(folder)
         spec = json.loads((folder / MODEL_FILE).read_text())
-        if spec.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{folder} holds a churn model of format {spec.get('format_version')}, expected {FORMAT_VERSION}")
+        if spec.get("format_version") not in READABLE_FORMATS:
+            raise ValueError(f"{folder} holds a churn model of format {spec.get('format_version')}, expected one of {READABLE_FORMATS}")
         booster = lgb.Booster(model_str=(folder / BOOSTER_FILE).read_text())
         cal = spec["calibrator"]
         return cls(
@@ -289,11 +395,13 @@ class ChurnModel:
             categorical=spec["categorical"],
             calibrator=PlattCalibrator(slope=cal["slope"], intercept=cal["intercept"]),
             metadata=spec["metadata"],
+            prior_feature=spec.get("prior_feature"),
         )
 
     def __repr__(self) -> str:
+        prior = f", prior={self.prior_feature}" if self.prior_feature else ""
         return (
-            f"ChurnModel({len(self.feature_names)} features, {self.booster.num_trees()} trees, "
+            f"ChurnModel({len(self.feature_names)} features{prior}, {self.trees.num_trees()} trees, "
             f"horizon={self.metadata.get('horizon_days')}, features={self.metadata.get('feature_set_version')})"
         )
 
@@ -344,6 +452,7 @@ def fit_booster(
     early_stopping_rounds: int = 30,
     callbacks: Sequence[Callable[..., None]] = (),
     datasets: tuple[lgb.Dataset, lgb.Dataset] | None = None,
+    init_scores: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> lgb.Booster:
     """Train a booster with early stopping on the validation rows, trimmed to its best iteration.
 
@@ -358,14 +467,15 @@ def fit_booster(
         early_stopping_rounds: stop after this many rounds without improvement.
         callbacks: extra LightGBM callbacks (e.g. the tuner's pruning).
         datasets: already-binned ``(train, valid)`` datasets to reuse instead of building new ones.
+        init_scores: ``(train, valid)`` initial margins (the prior's logit) when ``datasets`` is not given.
 
     Returns:
-        A booster holding exactly the best iteration's trees.
+        A booster holding exactly the best iteration's trees (without the initial margins).
     """
     seed = int(params.get("seed", 42))
     threads = int(params.get("num_threads", 2))
     if datasets is None:
-        datasets = make_datasets(train_x, train_y, valid_x, valid_y, seed=seed, num_threads=threads)
+        datasets = make_datasets(train_x, train_y, valid_x, valid_y, seed=seed, num_threads=threads, init_scores=init_scores)
     train_set, valid_set = datasets
     booster = lgb.train(
         dict(params),
@@ -380,7 +490,14 @@ def fit_booster(
 
 
 def make_datasets(
-    train_x: pd.DataFrame, train_y: np.ndarray, valid_x: pd.DataFrame, valid_y: np.ndarray, *, seed: int, num_threads: int
+    train_x: pd.DataFrame,
+    train_y: np.ndarray,
+    valid_x: pd.DataFrame,
+    valid_y: np.ndarray,
+    *,
+    seed: int,
+    num_threads: int,
+    init_scores: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[lgb.Dataset, lgb.Dataset]:
     """Binned LightGBM datasets for training and validation (validation binned like training).
 
@@ -391,13 +508,43 @@ def make_datasets(
         valid_y: validation labels.
         seed: binning seed.
         num_threads: threads.
+        init_scores: ``(train, valid)`` initial margins (the prior's logit); the boosters learn on top of them.
 
     Returns:
         ``(train_set, valid_set)``, constructed.
     """
     params = dataset_params(seed=seed, num_threads=num_threads)
-    train_set = lgb.Dataset(train_x, label=np.asarray(train_y, dtype=float), params=params, categorical_feature="auto", free_raw_data=False)
-    valid_set = lgb.Dataset(valid_x, label=np.asarray(valid_y, dtype=float), reference=train_set, params=params, free_raw_data=False)
+    train_init, valid_init = init_scores if init_scores is not None else (None, None)
+    train_set = lgb.Dataset(
+        train_x, label=np.asarray(train_y, dtype=float), init_score=train_init, params=params, categorical_feature="auto", free_raw_data=False
+    )
+    valid_set = lgb.Dataset(
+        valid_x, label=np.asarray(valid_y, dtype=float), init_score=valid_init, reference=train_set, params=params, free_raw_data=False
+    )
     train_set.construct()
     valid_set.construct()
     return train_set, valid_set
+
+
+def fit_rounds(
+    train_x: pd.DataFrame, train_y: np.ndarray, params: Mapping[str, Any], rounds: int, *, init_score: np.ndarray | None = None
+) -> lgb.Booster:
+    """Train a booster for a fixed number of rounds, without validation (the refit after cross-validation).
+
+    Args:
+        train_x: prepared features.
+        train_y: labels.
+        params: LightGBM parameters.
+        rounds: trees to grow (at least 1).
+        init_score: initial margins (the prior's logit), or None.
+
+    Returns:
+        The booster.
+    """
+    seed = int(params.get("seed", 42))
+    threads = int(params.get("num_threads", 2))
+    train_set = lgb.Dataset(
+        train_x, label=np.asarray(train_y, dtype=float), init_score=init_score,
+        params=dataset_params(seed=seed, num_threads=threads), categorical_feature="auto", free_raw_data=False,
+    )
+    return lgb.train(dict(params), train_set, num_boost_round=max(1, int(rounds)))

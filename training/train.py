@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -22,10 +22,10 @@ import pandas as pd
 
 from features.dataset import DataError
 from training import evaluate as ev
-from training.baselines import fit_baselines
-from training.dataset import LABEL, SplitConfig, TimeSplit, matured, time_split
-from training.model import ChurnModel, PlattCalibrator, category_lists, fit_booster, lgb_params, prepare_features
-from training.tune import TuneResult, tune
+from training.baselines import Baseline, fit_baselines
+from training.dataset import LABEL, CustomerFolds, SplitConfig, TimeSplit, matured, split_for_training
+from training.model import ChurnModel, PlattCalibrator, category_lists, fit_booster, fit_rounds, lgb_params, prepare_features, prior_logit
+from training.tune import CVResult, TuneResult, tune, tune_cv
 
 if TYPE_CHECKING:
     from features.dataset import CRMDataset
@@ -35,6 +35,8 @@ TUNE_MAX_ROWS = 300_000
 IMPORTANCE_ROWS = 3_000
 
 Progress = Callable[[str], None]
+PriorOption = bool | Literal["auto"]
+PRIOR_FEATURE = "btyd_p_no_order_90d"
 
 
 @dataclass
@@ -106,6 +108,7 @@ def train(
     active_days: int = 365,
     split: SplitConfig | None = None,
     profit: ev.ProfitParams | None = None,
+    btyd_prior: PriorOption = "auto",
 ) -> TrainResult:
     """Train, evaluate, log, register and (maybe) promote a churn model on a CRM dataset.
 
@@ -125,6 +128,7 @@ def train(
         active_days: a customer is active when it ordered within this many days.
         split: sizes of the time split; defaults when ``None``.
         profit: campaign economics for the profit metrics; defaults when ``None``.
+        btyd_prior: start the booster from the BG/NBD chance of no order (see :func:`train_frame`).
 
     Returns:
         The run's result.
@@ -166,6 +170,7 @@ def train(
         active_days=active_days,
         split=split,
         profit=profit,
+        btyd_prior=btyd_prior,
     )
 
 
@@ -190,8 +195,16 @@ def train_frame(
     active_days: int = 365,
     split: SplitConfig | None = None,
     profit: ev.ProfitParams | None = None,
+    btyd_prior: PriorOption = "auto",
 ) -> TrainResult:
     """Everything :func:`train` does after the labelled snapshots are built.
+
+    On a history long enough for the time split, the model is tuned and calibrated on the
+    validation period and measured on the later test period (``evaluation`` "later-period"). On a
+    shorter one (see :func:`training.dataset.split_for_training`) it is tuned by cross-validation
+    over folds of customers with strongly regularised trees, calibrated on the out-of-fold margins,
+    measured out of fold (``evaluation`` "customer-cv"), and refitted on every row with the
+    folds' mean number of trees.
 
     Args:
         frame: labelled snapshots (``customer_id``, ``as_of``, ``churned``, features).
@@ -211,8 +224,12 @@ def train_frame(
         model_name: registered model name.
         progress: called with one-line status messages.
         active_days: logged only (the population definition used to build ``frame``).
-        split: sizes of the time split.
+        split: sizes of the time split and the short-history policy.
         profit: campaign economics.
+        btyd_prior: start the booster from ``logit(btyd_p_no_order_90d)`` (``init_score``) so that
+            it learns corrections to the BG/NBD model; "auto" does so in the short-history mode
+            (where it wins on real data) and not on a long history (where it does not help).
+            Needs the ``btyd_p_no_order_90d`` feature.
 
     Returns:
         The run's result.
@@ -232,23 +249,24 @@ def train_frame(
         raise DataError(f"the labelled snapshots have no {LABEL} column")
 
     ready = matured(frame, horizon_days=horizon_days, as_of=as_of)
-    parts = time_split(ready, horizon_days=horizon_days, config=split)
+    parts = split_for_training(ready, horizon_days=horizon_days, config=split, seed=seed)
     summary = parts.summary()
-    say(
-        f"split: train {summary['train_rows']} rows ({summary['train_first']} to {summary['train_last']}), "
-        f"validation {summary['valid_rows']}, test {summary['test_rows']} ({summary['test_first']} to {summary['test_last']})"
-    )
-
-    categories = category_lists(parts.train, categorical)
-    train_x, valid_x = (prepare_features(p, feature_names, categories) for p in (parts.train, parts.valid))
-    train_y, valid_y, test_y = (p[LABEL].to_numpy(dtype=int) for p in (parts.train, parts.valid, parts.test))
-
-    say("fitting baselines")
-    baselines = fit_baselines(parts, seed=seed)
-
-    say(f"tuning LightGBM: up to {trials} trials, {timeout_s or 'no'} s budget")
-    tuned, booster = _tune_and_fit(parts, train_x, train_y, valid_x, valid_y, trials=trials, timeout_s=timeout_s, seed=seed, progress=say)
-    calibrator = PlattCalibrator.fit(booster.predict(valid_x, raw_score=True), valid_y)
+    use_prior = _use_prior(btyd_prior, parts, feature_names)
+    summary["btyd_prior"] = use_prior
+    if isinstance(parts, TimeSplit):
+        say(
+            f"split: train {summary['train_rows']} rows ({summary['train_first']} to {summary['train_last']}), "
+            f"validation {summary['valid_rows']}, test {summary['test_rows']} ({summary['test_first']} to {summary['test_last']})"
+        )
+        fitted = _fit_later_period(parts, feature_names, categorical, use_prior=use_prior, trials=trials, timeout_s=timeout_s, seed=seed, progress=say)
+    else:
+        say(
+            f"short history: {summary['train_rows']} rows over {summary['train_snapshots']} snapshot dates "
+            f"({summary['train_first']} to {summary['train_last']}) are too few for the time split; "
+            f"{parts.k} folds of customers instead (metrics cross-validated on customers)"
+        )
+        fitted = _fit_customer_cv(parts, feature_names, categorical, use_prior=use_prior, trials=trials, timeout_s=timeout_s, seed=seed, progress=say)
+    booster, categories, calibrator, tuned = fitted.booster, fitted.categories, fitted.calibrator, fitted.tuned
     periods = parts.periods()
     labels_known_until = (pd.Timestamp(periods["valid"][1]) + pd.Timedelta(days=horizon_days)).date().isoformat()
     metadata: dict[str, Any] = {
@@ -268,24 +286,32 @@ def train_frame(
         "dataset_fingerprint": fingerprint,
         "data_start": data_start.isoformat() if data_start else None,
         "seed": seed,
+        "evaluation": parts.evaluation,
+        "btyd_prior": use_prior,
     }
-    model = ChurnModel(booster, feature_names, categories, calibrator, metadata)
+    model = ChurnModel(booster, feature_names, categories, calibrator, metadata, prior_feature=PRIOR_FEATURE if use_prior else None)
 
-    say("evaluating on the test period")
-    values = ev.customer_values(parts.test, profit)
-    proba = model.predict_proba(parts.test)
-    raw_proba = model.uncalibrated_proba(parts.test)
+    test = fitted.test
+    test_y = test[LABEL].to_numpy(dtype=int)
+    say("evaluating on the test period" if parts.evaluation == "later-period" else "evaluating out of fold (held-out customers)")
+    values = ev.customer_values(test, profit)
+    if fitted.test_margin is None:
+        proba = model.predict_proba(test)
+        raw_proba = model.uncalibrated_proba(test)
+    else:
+        proba = calibrator(fitted.test_margin)
+        raw_proba = 1.0 / (1.0 + np.exp(-fitted.test_margin))
     metrics = ev.evaluate_scores(test_y, proba, values, profit)
     uncalibrated = ev.probability_metrics(test_y, raw_proba)
     metrics["brier_uncalibrated"] = uncalibrated["brier"]
     metrics["ece_uncalibrated"] = uncalibrated["ece"]
     metrics["log_loss_uncalibrated"] = uncalibrated["log_loss"]
-    baseline_proba = {name: b.predict_proba(parts.test) for name, b in baselines.items()}
+    baselines, baseline_proba = fitted.baselines, fitted.baseline_proba
     baseline_metrics = {name: ev.evaluate_scores(test_y, p, values, profit) for name, p in baseline_proba.items()}
-    tiers = ev.tier_metrics(parts.test, test_y, proba)
+    tiers = ev.tier_metrics(test, test_y, proba)
     model.metadata["test_metrics"] = {f"test_{k}": v for k, v in metrics.items()}
     model.metadata["test_pr_auc"] = metrics["pr_auc"]
-    importance = model.importance(parts.test.sample(n=min(IMPORTANCE_ROWS, len(parts.test)), random_state=seed))
+    importance = model.importance(test.sample(n=min(IMPORTANCE_ROWS, len(test)), random_state=seed))
 
     say("logging the run to MLflow")
     from training.register import apply_promotion, decide_promotion, ensure_experiment, log_churn_model, register, tracking
@@ -304,6 +330,8 @@ def train_frame(
                     "dataset_fingerprint": fingerprint,
                     "feature_set_version": feature_set_version,
                     "model_name": model_name,
+                    "evaluation": parts.evaluation,
+                    "btyd_prior": str(use_prior).lower(),
                 }
             )
             mlflow.log_params(_params(metadata, summary, tuned, profit, trials, timeout_s, len(feature_names)))
@@ -319,7 +347,8 @@ def train_frame(
                 tuned=tuned,
                 importance=importance,
                 calibration={
-                    "method": "platt scaling of the LightGBM margin, fitted on the validation period",
+                    "method": "platt scaling of the LightGBM margin, fitted on the "
+                    + ("validation period" if parts.evaluation == "later-period" else "out-of-fold margins of held-out customers"),
                     "slope": calibrator.slope,
                     "intercept": calibrator.intercept,
                     "calibrated": ev.reliability_curve(test_y, proba).to_dict(orient="records"),
@@ -327,9 +356,9 @@ def train_frame(
                 },
                 plots=_plots(test_y, proba, raw_proba, baseline_proba, values, profit, importance),
             )
-            model_uri = log_churn_model(model, parts.test)
+            model_uri = log_churn_model(model, test)
         version = register(client, model_uri, model_name, run_id=run_id, tags={"dataset": dataset_name, "horizon_days": str(horizon_days)})
-        decision = decide_promotion(client, model_name, new_model=model, new_pr_auc=metrics["pr_auc"], test_frame=parts.test, test_labels=test_y)
+        decision = decide_promotion(client, model_name, new_model=model, new_pr_auc=metrics["pr_auc"], test_frame=test, test_labels=test_y)
         apply_promotion(client, model_name, version, decision)
         client.set_tag(run_id, "promotion", decision.alias)
         client.set_tag(run_id, "promotion_reason", decision.reason)
@@ -353,12 +382,116 @@ def train_frame(
     )
 
 
+@dataclass
+class _Fitted:
+    """What one training mode hands to the shared evaluation and logging."""
+
+    booster: Any
+    categories: dict[str, list[str]]
+    calibrator: PlattCalibrator
+    tuned: dict[str, Any]
+    test: pd.DataFrame
+    test_margin: np.ndarray | None
+    baselines: dict[str, Baseline]
+    baseline_proba: dict[str, np.ndarray]
+
+
+def _use_prior(option: PriorOption, parts: TimeSplit | CustomerFolds, feature_names: Sequence[str]) -> bool:
+    """Whether the booster starts from the BG/NBD prior."""
+    if option not in (True, False, "auto"):
+        raise DataError(f"btyd_prior must be true, false or 'auto', not {option!r}")
+    available = PRIOR_FEATURE in feature_names
+    if option is True and not available:
+        raise DataError(f"btyd_prior needs the {PRIOR_FEATURE} feature, which the data do not give (it needs the orders table)")
+    if option == "auto":
+        return available and isinstance(parts, CustomerFolds)
+    return bool(option)
+
+
+def _fit_later_period(
+    parts: TimeSplit,
+    feature_names: Sequence[str],
+    categorical: Sequence[str],
+    *,
+    use_prior: bool,
+    trials: int,
+    timeout_s: float | None,
+    seed: int,
+    progress: Progress,
+) -> _Fitted:
+    """The time-split mode: tune and early-stop on the validation period, calibrate there, test on the later period."""
+    categories = category_lists(parts.train, categorical)
+    train_x, valid_x = (prepare_features(p, feature_names, categories) for p in (parts.train, parts.valid))
+    train_y, valid_y = (p[LABEL].to_numpy(dtype=int) for p in (parts.train, parts.valid))
+    init = (prior_logit(train_x[PRIOR_FEATURE]), prior_logit(valid_x[PRIOR_FEATURE])) if use_prior else None
+    progress("fitting baselines")
+    baselines = fit_baselines(parts, seed=seed)
+    progress(f"tuning LightGBM: up to {trials} trials, {timeout_s or 'no'} s budget")
+    tuned, booster = _tune_and_fit(parts, train_x, train_y, valid_x, valid_y, init, trials=trials, timeout_s=timeout_s, seed=seed, progress=progress)
+    valid_margin = booster.predict(valid_x, raw_score=True) + (init[1] if init is not None else 0.0)
+    return _Fitted(
+        booster=booster,
+        categories=categories,
+        calibrator=PlattCalibrator.fit(valid_margin, valid_y),
+        tuned=tuned,
+        test=parts.test,
+        test_margin=None,
+        baselines=baselines,
+        baseline_proba={name: b.predict_proba(parts.test) for name, b in baselines.items()},
+    )
+
+
+def _fit_customer_cv(
+    parts: CustomerFolds,
+    feature_names: Sequence[str],
+    categorical: Sequence[str],
+    *,
+    use_prior: bool,
+    trials: int,
+    timeout_s: float | None,
+    seed: int,
+    progress: Progress,
+) -> _Fitted:
+    """The short-history mode: tune by out-of-fold PR-AUC over customer folds, calibrate out of fold, refit on all rows."""
+    frame = parts.frame
+    categories = category_lists(frame, categorical)
+    x = prepare_features(frame, feature_names, categories)
+    y = frame[LABEL].to_numpy(dtype=int)
+    init = prior_logit(x[PRIOR_FEATURE]) if use_prior else None
+    folds = parts.pairs()
+    progress(f"fitting baselines on {parts.k} folds of customers")
+    baselines: dict[str, Baseline] = {}
+    baseline_proba: dict[str, np.ndarray] = {}
+    for fit, held in folds:
+        rest = frame.loc[fit]
+        fold_baselines = fit_baselines(TimeSplit(train=rest, valid=rest, test=frame.loc[held], horizon_days=parts.horizon_days, gap_days=0), seed=seed)
+        for name, baseline in fold_baselines.items():
+            baselines.setdefault(name, baseline)
+            baseline_proba.setdefault(name, np.zeros(len(frame)))[held] = baseline.predict_proba(frame.loc[held])
+    progress(f"tuning LightGBM by {parts.k}-fold cross-validation on customers: up to {trials} trials, {timeout_s or 'no'} s budget")
+    result = tune_cv(x, y, folds, init_score=init, trials=trials, timeout_s=timeout_s, seed=seed, num_threads=NUM_THREADS, progress=progress)
+    progress(f"refitting on all {len(frame)} rows with {result.rounds} trees (the folds' mean)")
+    booster = fit_rounds(x, y, result.params, result.rounds, init_score=init)
+    tuned = _tuning_summary(result, booster) | {"fold_trees": result.best_iterations}
+    return _Fitted(
+        booster=booster,
+        categories=categories,
+        calibrator=PlattCalibrator.fit(result.out_of_fold, y),
+        tuned=tuned,
+        test=frame,
+        test_margin=result.out_of_fold,
+        baselines=baselines,
+        baseline_proba=baseline_proba,
+    )
+
+
 def _tune_and_fit(
     parts: TimeSplit,
     train_x: pd.DataFrame,
     train_y: np.ndarray,
     valid_x: pd.DataFrame,
     valid_y: np.ndarray,
+    init: tuple[np.ndarray, np.ndarray] | None,
     *,
     trials: int,
     timeout_s: float | None,
@@ -368,16 +501,20 @@ def _tune_and_fit(
     """Tune on the training rows (a customer sample of them when there are very many), then fit the final booster."""
     sample = _customer_sample(parts.train, TUNE_MAX_ROWS, seed)
     if sample is None:
-        result = tune(train_x, train_y, valid_x, valid_y, trials=trials, timeout_s=timeout_s, seed=seed, num_threads=NUM_THREADS, progress=progress)
+        result = tune(
+            train_x, train_y, valid_x, valid_y,
+            trials=trials, timeout_s=timeout_s, seed=seed, num_threads=NUM_THREADS, progress=progress, init_scores=init,
+        )
         booster = result.booster
     else:
         progress(f"tuning on {int(sample.sum())} of {len(sample)} training rows (a sample of customers)")
         result = tune(
             train_x.loc[sample], train_y[sample], valid_x, valid_y,
             trials=trials, timeout_s=timeout_s, seed=seed, num_threads=NUM_THREADS, progress=progress,
+            init_scores=None if init is None else (init[0][sample], init[1]),
         )
         progress("fitting the final model on all training rows")
-        booster = fit_booster(train_x, train_y, valid_x, valid_y, lgb_params(result.tuned, seed=seed, num_threads=NUM_THREADS))
+        booster = fit_booster(train_x, train_y, valid_x, valid_y, lgb_params(result.tuned, seed=seed, num_threads=NUM_THREADS), init_scores=init)
     return _tuning_summary(result, booster), booster
 
 
@@ -390,7 +527,7 @@ def _customer_sample(train: pd.DataFrame, max_rows: int, seed: int) -> np.ndarra
     return train["customer_id"].astype(str).isin(set(keep)).to_numpy()
 
 
-def _tuning_summary(result: TuneResult, booster: Any) -> dict[str, Any]:
+def _tuning_summary(result: TuneResult | CVResult, booster: Any) -> dict[str, Any]:
     return {
         "params": result.tuned,
         "valid_pr_auc": result.valid_pr_auc,
@@ -417,6 +554,7 @@ def _params(
         for key in (
             "horizon_days", "active_days", "as_of", "feature_set_version", "dataset_name", "dataset_fingerprint",
             "data_start", "train_first", "train_last", "valid_first", "valid_last", "test_first", "test_last", "seed",
+            "evaluation", "btyd_prior",
         )
     }
     out["data_end"] = metadata["as_of"]
