@@ -36,8 +36,12 @@ browser:
 test: $(STAMP) browser
 	$(VENV)/bin/python -m pytest
 
+# Speed benchmarks (not tests): each script prints its figures; see the README.
 bench: $(STAMP)
-	$(VENV)/bin/python benchmarks/run_all.py
+	$(VENV)/bin/python benchmarks/generate_sample.py
+	$(VENV)/bin/python benchmarks/features_bench.py
+	$(VENV)/bin/python benchmarks/serving_bench.py
+	$(VENV)/bin/python benchmarks/real_data.py
 
 # Re-resolve the lock after changing pyproject.toml's dependencies.
 lock: $(STAMP)

@@ -26,6 +26,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # LightGBM threads must not spin on a busy machine
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 # library deprecation chatter is for us, not for the retention team
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*future.infer_string.*")

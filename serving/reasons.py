@@ -24,7 +24,10 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "ordered {days_since_last_order:days} ago against a usual rhythm of {median_gap_days:days}",
         "last ordered {value:days} ago",
     ),
-    "overdue_ratio": ("the time since the last order is {value:times} the customer's usual gap between orders",),
+    "overdue_ratio": (
+        "{value:times} its usual gap without an order (usually orders every {median_gap_days:days})",
+        "the time since the last order is {value:times} the customer's usual gap between orders",
+    ),
     "median_gap_days": ("usually orders only every {value:days}",),
     "days_since_first_order": ("first ordered {value:days} ago",),
     "orders_30d": ("{value:count:order} in the last 30 days", ),
@@ -90,7 +93,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "region": ("in region {value}",),
     "segment": ("in segment {value:label}",),
     "btyd_expected_orders_90d": ("its buying pattern predicts only {value:dec} orders in the next 90 days",),
-    "btyd_p_alive": ("its buying pattern gives only a {value:pct} chance that it is still buying",),
+    "btyd_p_alive": ("judged by its past buying rhythm, the chance that it still buys from us is {value:pct}",),
     "btyd_p_no_order_90d": ("its buying pattern gives a {value:pct} chance of no order in the next 90 days",),
 }
 """Feature name to sentence templates, tried in order; ``value`` is the feature's own value."""
@@ -177,7 +180,12 @@ class _SentenceFormatter(string.Formatter):
         if format_spec == "money":
             return f"{float(value):,.0f}"
         if format_spec == "pct":
-            return f"{float(value):.0%}"
+            share = float(value)
+            if 0 < share < 0.005:
+                return "less than 1%"
+            if 0.995 < share < 1:
+                return "more than 99%"
+            return f"{share:.0%}"
         if format_spec == "int":
             return f"{int(round(float(value)))}"
         if format_spec == "dec":
