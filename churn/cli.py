@@ -246,24 +246,32 @@ def train(
     # rows after --as-of are history to cut, not errors: validation checks dates against today
     ds = open_dataset(settings.data, on_error=on_error)  # type: ignore[arg-type]
     try:
-        result = run_training(
-            ds,
-            horizon_days=settings.horizon_days,
-            trials=trials,
-            timeout_s=timeout,
-            as_of=_as_date(as_of),
-            seed=settings.seed,
-            tracking_uri=settings.tracking_uri,
-            artifact_root=settings.artifact_root,
-            model_name=settings.model_name,
-        )
+        with console.status("training") as status:
+            result = run_training(
+                ds,
+                progress=lambda msg: status.update(f"training: {msg}"),
+                horizon_days=settings.horizon_days,
+                trials=trials,
+                timeout_s=timeout,
+                as_of=_as_date(as_of),
+                seed=settings.seed,
+                tracking_uri=settings.tracking_uri,
+                artifact_root=settings.artifact_root,
+                model_name=settings.model_name,
+            )
     finally:
         ds.close()
     _print_training(result, settings)
 
 
 def _print_training(result: Any, settings: Any) -> None:
-    table = Table(title="test period (a later time than training)")
+    evaluation = getattr(result.model, "metadata", {}).get("evaluation", "later-period")
+    title = (
+        "test period (a later time than training)"
+        if evaluation == "later-period"
+        else "held-out customers (history too short for a later test period: cross-validated, so optimistic)"
+    )
+    table = Table(title=title)
     table.add_column("model")
     for m in ("pr_auc", "roc_auc", "brier", "lift_top10", "capture_top10"):
         table.add_column(m, justify="right")
@@ -362,16 +370,18 @@ def demo(
         out.print(f"1. sample data: {settings.data} (reused; --fresh to regenerate)")
     ds = open_dataset(settings.data, as_of=date.today())
     out.print(f"2. training on snapshots up to {ds.end_date()} (features computed in DuckDB), {trials} Optuna trials")
-    result = run_training(
-        ds,
-        horizon_days=settings.horizon_days,
-        trials=trials,
-        timeout_s=600,
-        seed=seed,
-        tracking_uri=settings.tracking_uri,
-        artifact_root=settings.artifact_root,
-        model_name=settings.model_name,
-    )
+    with console.status("training") as status:
+        result = run_training(
+            ds,
+            horizon_days=settings.horizon_days,
+            trials=trials,
+            timeout_s=600,
+            seed=seed,
+            tracking_uri=settings.tracking_uri,
+            artifact_root=settings.artifact_root,
+            model_name=settings.model_name,
+            progress=lambda msg: status.update(f"training: {msg}"),
+        )
     _print_training(result, settings)
     ds.close()
     risk_file = data_path.parent / "risk_list.csv"
