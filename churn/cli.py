@@ -71,7 +71,11 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             console.print(f"[bold red]error:[/] {err}", highlight=False)
             raise typer.Exit(2) from None
         except ValidationError as err:
-            console.print(f"[bold red]error in the settings:[/] {err}", highlight=False)
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'value'} (flag or CHURN_{str(e['loc'][0]).upper() if e['loc'] else ''}): {e['msg']}, got {e.get('input')!r}"
+                for e in err.errors()
+            )
+            console.print(f"[bold red]error in the settings:[/] {problems}", highlight=False)
             raise typer.Exit(2) from None
         except LookupError as err:
             console.print(f"[bold red]error:[/] {err.args[0] if err.args else err}", highlight=False)

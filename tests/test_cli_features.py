@@ -41,3 +41,10 @@ def test_bad_output_suffix_is_a_clear_message(tmp_path: Path) -> None:
     done = subprocess.run([CHURN, "features", "--data", str(store), "--out", str(tmp_path / "x.xlsx")], capture_output=True, text=True)
     assert done.returncode == 2
     assert "--out must end in .parquet or .csv" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_out_of_range_setting_names_the_field_and_variable(tmp_path: Path) -> None:
+    done = subprocess.run([CHURN, "train", "--data", str(tmp_path / "none.duckdb"), "--horizon", "900"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "horizon_days (flag or CHURN_HORIZON_DAYS)" in done.stderr and "730" in done.stderr
+    assert "Traceback" not in done.stderr
