@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from features.importer import ImportResult, import_transactions  # noqa: E402
+from features.importer import ONLINE_RETAIL_COLUMNS, ImportResult, import_transactions  # noqa: E402
 from features.btyd import btyd_features  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "online_retail.parquet"
@@ -49,14 +49,6 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "real_data.md"
 AS_OF_DATES = (date(2011, 6, 1), date(2011, 7, 1), date(2011, 8, 1), date(2011, 9, 1))
 HORIZON_DAYS = 90
 ACTIVE_DAYS = 365
-RETAIL_COLUMNS = {
-    "customer_col": "CustomerID",
-    "date_col": "InvoiceDate",
-    "order_col": "InvoiceNo",
-    "quantity_col": "Quantity",
-    "price_col": "UnitPrice",
-    "country_col": "Country",
-}
 BTYD_SETTINGS = {"variant": "mbgnbd", "penalizer": 0.1, "time_unit_days": 7.0, "count_by": "day"}
 BASELINES = ("recency rule", "BG/NBD")
 PROTOTYPE = "prototype: LightGBM on the BG/NBD prior"
@@ -86,7 +78,7 @@ def load_orders(path: Path) -> ImportResult:
     Returns:
         The orders and customers tables and the import report.
     """
-    return import_transactions(path, **RETAIL_COLUMNS)
+    return import_transactions(path, **ONLINE_RETAIL_COLUMNS)
 
 
 def population_and_labels(orders: pd.DataFrame, as_of: date, horizon_days: int = HORIZON_DAYS, active_days: int = ACTIVE_DAYS) -> pd.DataFrame:

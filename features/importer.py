@@ -31,6 +31,16 @@ BAD_AMOUNT = "amount missing or not a number"
 ZERO_AMOUNT = "zero amount"
 DROP_REASONS = (NO_CUSTOMER, BAD_DATE, NO_ORDER, BAD_AMOUNT, ZERO_AMOUNT)
 
+ONLINE_RETAIL_COLUMNS = {
+    "customer_col": "CustomerID",
+    "date_col": "InvoiceDate",
+    "order_col": "InvoiceNo",
+    "quantity_col": "Quantity",
+    "price_col": "UnitPrice",
+    "country_col": "Country",
+}
+"""The column mapping of the UCI "Online Retail" export (the README's `churn import` example)."""
+
 _DATE_PARTS = ("%Y-%m-%d", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y%m%d", "%d/%m/%y", "%m/%d/%y", "%d.%m.%y")
 _TIME_PARTS = ("", " %H:%M", " %H:%M:%S", "T%H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
 _DECIMAL_COMMA = re.compile(r"^-?[\d.\s']*,\d+$")

@@ -12,17 +12,9 @@ from typer.testing import CliRunner
 
 from churn.importer_cli import import_command
 from features.dataset import CRMDataset, DataError, open_dataset
-from features.importer import BAD_DATE, NO_CUSTOMER, ZERO_AMOUNT, import_transactions, normalise_ids
+from features.importer import BAD_DATE, NO_CUSTOMER, ONLINE_RETAIL_COLUMNS, ZERO_AMOUNT, import_transactions, normalise_ids
 
 REAL_FILE = Path(os.environ.get("CHURN_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail.parquet"))
-RETAIL_COLUMNS = {
-    "customer_col": "CustomerID",
-    "date_col": "InvoiceDate",
-    "order_col": "InvoiceNo",
-    "quantity_col": "Quantity",
-    "price_col": "UnitPrice",
-    "country_col": "Country",
-}
 
 
 def _lines() -> pd.DataFrame:
@@ -156,7 +148,7 @@ def real_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_real_slice_counts_add_up(real_slice: Path) -> None:
     raw = pd.read_parquet(real_slice)
-    result = import_transactions(real_slice, **RETAIL_COLUMNS)
+    result = import_transactions(real_slice, **ONLINE_RETAIL_COLUMNS)
     report = result.report
     assert report.lines_read == 20_000 and report.balanced
     assert report.dropped[NO_CUSTOMER] == int(raw["CustomerID"].isna().sum())
@@ -175,7 +167,7 @@ def test_real_slice_through_the_cli_and_back(real_slice: Path, tmp_path: Path) -
     app.command("noop")(lambda: None)
     target = tmp_path / "retail"
     args = ["import", "--transactions", str(real_slice), "--out", str(target)]
-    for key, col in RETAIL_COLUMNS.items():
+    for key, col in ONLINE_RETAIL_COLUMNS.items():
         args += [f"--{key.replace('_', '-')}", col]
     run = CliRunner().invoke(app, args)
     said = " ".join(run.output.split())
