@@ -1,7 +1,7 @@
 """Reasons a person understands, from the model's own per-feature contributions.
 
 A reason is one feature whose contribution raises the customer's risk (a positive contribution to
-the booster's margin), with its value, its impact and a plain sentence such as "ordered 41 days
+the model's margin), with its value, its impact and a plain sentence such as "ordered 41 days
 ago against a usual rhythm of 12 days". Sentences come from per-feature templates that may use the
 customer's other features; a template whose inputs are missing gives way to the next one, and a
 feature without a template is described by its registry description.

@@ -4,7 +4,7 @@ The cheap part (probabilities) runs on whole snapshots at once. The costly part,
 per-feature contributions (TreeSHAP, about a hundred times a plain prediction), runs only for the
 customers a person will read: a /predict answer, the page of a risk list, the top of a batch run.
 
-For speed the snapshot is encoded once into the booster's numeric matrix (categories as the codes
+For speed the snapshot is encoded once into the model's numeric matrix (categories as the codes
 of the model's fixed category lists, missing as NaN); predictions and contributions on that matrix
 equal ``ChurnModel.predict_proba`` / ``ChurnModel.contributions`` on the frame (a test checks it).
 """
@@ -107,31 +107,8 @@ def value_at_risk(probability: np.ndarray, revenue_12m: np.ndarray) -> np.ndarra
     return np.asarray(probability, dtype=float) * np.where(np.isnan(revenue), np.nan, np.maximum(revenue, 0.0))
 
 
-def encode_frame(model: ChurnModel, frame: pd.DataFrame) -> np.ndarray:
-    """The booster's input matrix for a frame: float64, categories as codes, missing as NaN.
-
-    Args:
-        model: the churn model.
-        frame: rows with the model's feature columns.
-
-    Returns:
-        An array of shape [rows, features] in ``model.feature_names`` order.
-    """
-    prepared = model.prepare(frame)
-    out = np.empty((len(prepared), len(model.feature_names)), dtype=np.float64)
-    for j, name in enumerate(model.feature_names):
-        col = prepared[name]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            codes = col.cat.codes.to_numpy().astype(np.float64)
-            codes[codes < 0] = np.nan
-            out[:, j] = codes
-        else:
-            out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
-    return out
-
-
 def encode_records(model: ChurnModel, records: Sequence[Mapping[str, Any]], known: Iterable[str] = ()) -> np.ndarray:
-    """The booster's input matrix for customer-supplied feature objects (the fast path for a few rows).
+    """The model's input matrix for customer-supplied feature objects (the fast path for a few rows).
 
     Args:
         model: the churn model.
@@ -224,12 +201,10 @@ class Scorer:
         """
         if len(x) == 0:
             return np.empty(0)
-        threads = 1 if len(x) < PARALLEL_ROWS else 0
-        margin = self.model.booster.predict(x, raw_score=True, num_threads=threads)
-        return np.asarray(self.model.calibrator(margin), dtype=float)
+        return np.asarray(self.model.calibrator(self.raw_scores(x)), dtype=float)
 
     def raw_scores(self, x: np.ndarray) -> np.ndarray:
-        """The booster's margin (log-odds before calibration).
+        """The model's margin (log-odds before calibration).
 
         Args:
             x: encoded features.
@@ -238,7 +213,7 @@ class Scorer:
             Margins, shape [rows].
         """
         threads = 1 if len(x) < PARALLEL_ROWS else 0
-        return np.asarray(self.model.booster.predict(x, raw_score=True, num_threads=threads), dtype=float)
+        return self.model.margin(x, threads)
 
     def contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact per-feature contributions to the margin (the costly part).
@@ -253,8 +228,7 @@ class Scorer:
             k = len(self.model.feature_names)
             return np.empty((0, k)), np.empty(0)
         threads = 1 if len(x) < PARALLEL_ROWS else 0
-        out = np.asarray(self.model.booster.predict(x, pred_contrib=True, num_threads=threads), dtype=float)
-        return out[:, :-1], out[:, -1]
+        return self.model.explain(x, threads)
 
     def customer_class(self, tier: str | None, pyramid: str | None) -> str:
         """The playbook class of a customer (memoised per tier and pyramid).
@@ -539,7 +513,7 @@ class ScoredSnapshot:
             The scored snapshot.
         """
         frame = snapshot.reset_index(drop=True)
-        x = encode_frame(scorer.model, frame)
+        x = scorer.model.encode(frame)
         summary = scorer.summarise(frame, scorer.probabilities(x))
         return cls(as_of=as_of, frame=frame, x=x, table=RiskTable(summary))
 

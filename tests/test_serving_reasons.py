@@ -11,7 +11,7 @@ from serving_fixtures import TrainedStore, trained_store
 
 from serving.playbook import load_playbook
 from serving.reasons import TEMPLATES, explain_row, registry_maps, sentence, top_indices
-from serving.scoring import ScoredSnapshot, Scorer, choose_explained, encode_frame, encode_records
+from serving.scoring import ScoredSnapshot, Scorer, choose_explained, encode_records
 
 
 def test_recency_reads_against_the_customer_rhythm() -> None:
@@ -138,7 +138,7 @@ def test_customer_supplied_features_score_like_the_snapshot(scored: tuple[Scorer
     for record in rows[scorer.model.feature_names].to_dict("records"):
         records.append({k: (None if (isinstance(v, float) and np.isnan(v)) or v in ("None", "nan") else v) for k, v in record.items()})
     x = encode_records(scorer.model, records, known=FEATURES)
-    np.testing.assert_allclose(x, encode_frame(scorer.model, rows), equal_nan=True)
+    np.testing.assert_allclose(x, scorer.model.encode(rows), equal_nan=True)
     np.testing.assert_allclose(scorer.probabilities(x), scorer.model.predict_proba(pd.DataFrame(records)), atol=1e-12)
 
 

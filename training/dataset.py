@@ -5,12 +5,12 @@ on day ``s`` therefore keeps only the snapshots whose labels matured before the 
 (``d + horizon <= s``): the model never learns from an outcome that happened inside the period it
 is judged on, exactly as if it had been trained on the first day of that period.
 
-A short history (a few months of matured snapshots) cannot hold three such parts. Then
-:func:`split_for_training` falls back to folds of customers (:class:`CustomerFolds`): every
-snapshot of a customer is in the same fold, so early stopping, tuning and calibration are judged
-on customers the model has not seen. Its metrics are cross-validated on customers, not measured on
-a later period (a split by time without the gaps would leak: neighbouring weekly snapshots share
-most of their label window). The honest test of such a model is to score it at T and wait.
+A short history (a few months of weekly matured snapshots) cannot hold three parts a horizon
+apart. Then :func:`split_for_training` keeps the order but drops the gaps: the latest weeks are
+the test period, the weeks before them the validation period, the rest training
+(``evaluation`` "later-period-overlap"). Every part still lies later than the one before, but the
+label windows of neighbouring parts overlap, so its figures lean optimistic; the rolling backtest
+(``churn backtest``), which scores as of T and compares with what happened, is the honest test.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from features.dataset import DataError
 LABEL = "churned"
 KEY = ("customer_id", "as_of")
 LATER_PERIOD = "later-period"
-CUSTOMER_CV = "customer-cv"
-Evaluation = Literal["later-period", "customer-cv"]
+OVERLAPPING = "later-period-overlap"
+Evaluation = Literal["later-period", "later-period-overlap"]
+SHORT_PART_SHARE = 0.2
+"""On a short history, the test and the validation period each take this share of the snapshot dates (at least one)."""
 
 
 class ShortHistoryError(DataError):
@@ -48,9 +50,8 @@ class SplitConfig:
         min_train_snapshots: fewest snapshot dates the training part may have.
         min_test_customers: fewest customers the test period must have.
         min_test_churned: fewest lost customers the test period must have.
-        short_history: "auto" falls back to :class:`CustomerFolds` when the time split is
-            impossible; "fail" raises instead.
-        folds: the number of customer folds of that fallback.
+        short_history: "auto" drops the gaps when the time split is impossible (see
+            :func:`split_for_training`); "fail" raises instead.
     """
 
     test_snapshots: int = 3
@@ -60,7 +61,6 @@ class SplitConfig:
     min_test_customers: int = 100
     min_test_churned: int = 10
     short_history: Literal["auto", "fail"] = "auto"
-    folds: int = 5
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,12 @@ class TimeSplit:
 
     Attributes:
         train: the oldest snapshots, for fitting.
-        valid: the snapshots for early stopping, tuning and calibration.
-        test: the latest matured snapshots, for the reported metrics only.
+        valid: the snapshots that choose the candidate, its trees and its blend weights.
+        test: the latest matured snapshots, for the reported metrics and the served model's calibration.
         horizon_days: the label horizon the split was made for.
         gap_days: the gap left between the parts.
+        evaluation: "later-period", or "later-period-overlap" when the parts' label windows overlap.
+        matured: every matured snapshot (the parts and the gaps between them): what the served model is refitted on.
     """
 
     train: pd.DataFrame
@@ -81,6 +83,24 @@ class TimeSplit:
     horizon_days: int
     gap_days: int
     evaluation: Evaluation = LATER_PERIOD
+    matured: pd.DataFrame | None = None
+
+    @property
+    def short(self) -> bool:
+        """Whether the parts' label windows overlap (a short history)."""
+        return self.evaluation == OVERLAPPING
+
+    def before_test(self) -> pd.DataFrame:
+        """Every matured snapshot whose label was known when the test period began: what the tested model is fitted on."""
+        rows = self.everything()
+        cutoff = pd.to_datetime(self.test["as_of"]).min() - pd.Timedelta(days=self.gap_days)
+        return rows.loc[pd.to_datetime(rows["as_of"]) <= cutoff].reset_index(drop=True)
+
+    def everything(self) -> pd.DataFrame:
+        """Every matured snapshot, oldest first."""
+        if self.matured is not None:
+            return self.matured
+        return pd.concat([self.train, self.valid, self.test], ignore_index=True)
 
     def parts(self) -> dict[str, pd.DataFrame]:
         """The three parts by name, in time order."""
@@ -101,7 +121,7 @@ class TimeSplit:
             A flat dict such as ``{"train_rows": 1200, "train_first": "2023-01-01", ...}``.
         """
         out: dict[str, object] = {"horizon_days": self.horizon_days, "gap_days": self.gap_days, "evaluation": self.evaluation}
-        for name, frame in self.parts().items():
+        for name, frame in {**self.parts(), "refit": self.everything()}.items():
             first, last = _period(frame)
             out[f"{name}_rows"] = len(frame)
             out[f"{name}_customers"] = int(frame["customer_id"].nunique())
@@ -174,15 +194,31 @@ def time_split(frame: pd.DataFrame, *, horizon_days: int, config: SplitConfig | 
         config: the sizes of the parts and the minimum test size; defaults when ``None``.
 
     Returns:
-        The split; every customer-date is in exactly one part, and each part ends at least
+        The split; every customer-date is in at most one part, and each part ends at least
         ``gap_days`` before the next one starts.
 
     Raises:
-        DataError: no snapshot, one class of label, too few snapshot dates for the three parts,
-            or too few customers or lost customers in the test period.
+        ShortHistoryError: too few snapshot dates for the three parts.
+        DataError: no snapshot, one class of label, or too few customers or lost customers in the test period.
     """
     config = config or SplitConfig()
     gap = horizon_days if config.gap_days is None else config.gap_days
+    _check_frame(frame, horizon_days)
+    dates = np.sort(pd.to_datetime(frame["as_of"]).unique())
+    found = _part_dates(dates, gap, config.test_snapshots, config.valid_snapshots, config.min_train_snapshots)
+    if found is None:
+        raise ShortHistoryError(
+            f"too little matured history for an honest time split: {len(dates)} snapshot dates from "
+            f"{pd.Timestamp(dates[0]).date()} to {pd.Timestamp(dates[-1]).date()}; the split needs "
+            f"{config.test_snapshots} test dates, {config.valid_snapshots} validation dates ending {gap} days "
+            f"before the test period, and {config.min_train_snapshots} training dates ending {gap} days before "
+            f"the validation period; give a longer order history, a shorter horizon (`--horizon`), "
+            f"or a later `--as-of`"
+        )
+    return _make_split(frame, found, horizon_days=horizon_days, gap=gap, evaluation=LATER_PERIOD, config=config)
+
+
+def _check_frame(frame: pd.DataFrame, horizon_days: int) -> None:
     if frame.empty:
         raise DataError(
             f"no matured snapshot: every label needs {horizon_days} days of history after its snapshot; "
@@ -196,27 +232,26 @@ def time_split(frame: pd.DataFrame, *, horizon_days: int, config: SplitConfig | 
         )
     check_labels(frame, where="the matured snapshots", horizon_days=horizon_days)
 
-    as_of = pd.to_datetime(frame["as_of"])
-    dates = np.sort(as_of.unique())
-    test_dates = dates[-config.test_snapshots:]
-    valid_end = pd.Timestamp(test_dates[0]) - pd.Timedelta(days=gap)
-    valid_dates = dates[dates <= valid_end][-config.valid_snapshots:]
-    train_dates = dates[dates <= pd.Timestamp(valid_dates[0]) - pd.Timedelta(days=gap)] if len(valid_dates) else dates[:0]
-    if len(dates) <= config.test_snapshots or len(valid_dates) == 0 or len(train_dates) < config.min_train_snapshots:
-        raise ShortHistoryError(
-            f"too little matured history for an honest time split: {len(dates)} snapshot dates from "
-            f"{pd.Timestamp(dates[0]).date()} to {pd.Timestamp(dates[-1]).date()}; the split needs "
-            f"{config.test_snapshots} test dates, {config.valid_snapshots} validation dates ending {gap} days "
-            f"before the test period, and {config.min_train_snapshots} training dates ending {gap} days before "
-            f"the validation period; give a longer order history, a shorter horizon (`--horizon`), "
-            f"or a later `--as-of`"
-        )
 
-    parts = {
-        "train": frame.loc[as_of.isin(train_dates)],
-        "valid": frame.loc[as_of.isin(valid_dates)],
-        "test": frame.loc[as_of.isin(test_dates)],
-    }
+def _part_dates(dates: np.ndarray, gap: int, n_test: int, n_valid: int, min_train: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The snapshot dates of train, validation and test, or None when they do not fit."""
+    test_dates = dates[-n_test:]
+    valid_end = pd.Timestamp(test_dates[0]) - pd.Timedelta(days=gap)
+    valid_dates = dates[(dates <= valid_end) & (dates < test_dates[0])][-n_valid:]
+    if len(dates) <= n_test or len(valid_dates) == 0:
+        return None
+    train_end = pd.Timestamp(valid_dates[0]) - pd.Timedelta(days=gap)
+    train_dates = dates[(dates <= train_end) & (dates < valid_dates[0])]
+    if len(train_dates) < min_train:
+        return None
+    return train_dates, valid_dates, test_dates
+
+
+def _make_split(
+    frame: pd.DataFrame, found: tuple[np.ndarray, np.ndarray, np.ndarray], *, horizon_days: int, gap: int, evaluation: Evaluation, config: SplitConfig
+) -> TimeSplit:
+    as_of = pd.to_datetime(frame["as_of"])
+    parts = {name: frame.loc[as_of.isin(d)] for name, d in zip(("train", "valid", "test"), found, strict=True)}
     test = parts["test"]
     customers = int(test["customer_id"].nunique())
     churned = int(test[LABEL].astype(int).sum())
@@ -228,114 +263,34 @@ def time_split(frame: pd.DataFrame, *, horizon_days: int, config: SplitConfig | 
         )
     for name, part in parts.items():
         check_labels(part, where=f"the {name} period", horizon_days=horizon_days)
+    ordered = {name: part.sort_values(list(KEY), kind="stable").reset_index(drop=True) for name, part in parts.items()}
     return TimeSplit(
-        train=parts["train"].sort_values(list(KEY), kind="stable").reset_index(drop=True),
-        valid=parts["valid"].sort_values(list(KEY), kind="stable").reset_index(drop=True),
-        test=parts["test"].sort_values(list(KEY), kind="stable").reset_index(drop=True),
+        **ordered,
         horizon_days=horizon_days,
         gap_days=gap,
+        evaluation=evaluation,
+        matured=frame.sort_values(["as_of", "customer_id"], kind="stable").reset_index(drop=True),
     )
 
 
+def split_for_training(frame: pd.DataFrame, *, horizon_days: int, config: SplitConfig | None = None) -> TimeSplit:
+    """The time split, or on a short history the same order without the gaps (when the config allows).
 
-@dataclass(frozen=True)
-class CustomerFolds:
-    """The short-history fallback: all matured snapshots, each customer in one of ``k`` folds.
-
-    Attributes:
-        frame: the labelled snapshots, sorted by ``customer_id`` and ``as_of``.
-        fold: the fold (0 to k - 1) of each row; every row of a customer has the same fold.
-        k: the number of folds.
-        horizon_days: the label horizon.
-    """
-
-    frame: pd.DataFrame
-    fold: np.ndarray
-    k: int
-    horizon_days: int
-    evaluation: Evaluation = CUSTOMER_CV
-
-    def pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``(fit, held_out)`` boolean row masks, one pair per fold."""
-        return [(self.fold != j, self.fold == j) for j in range(self.k)]
-
-    def periods(self) -> dict[str, tuple[str, str]]:
-        """First and last as-of date (ISO) of the rows, under the names of the time split's parts.
-
-        Returns:
-            ``{"train": (first, last), "valid": ..., "test": ...}``, all the same period: every
-            customer is fitted on in some folds and held out in one.
-        """
-        period = _period(self.frame)
-        return {"train": period, "valid": period, "test": period}
-
-    def summary(self) -> dict[str, object]:
-        """Sizes, churn rate and period, with the keys of :meth:`TimeSplit.summary`, for logging.
-
-        Returns:
-            A flat dict; ``evaluation`` is "customer-cv" and ``folds`` the number of folds.
-        """
-        first, last = _period(self.frame)
-        out: dict[str, object] = {"horizon_days": self.horizon_days, "gap_days": 0, "evaluation": self.evaluation, "folds": self.k}
-        for name in ("train", "valid", "test"):
-            out[f"{name}_rows"] = len(self.frame)
-            out[f"{name}_customers"] = int(self.frame["customer_id"].nunique())
-            out[f"{name}_snapshots"] = int(self.frame["as_of"].nunique())
-            out[f"{name}_churn_rate"] = round(float(self.frame[LABEL].mean()), 6)
-            out[f"{name}_first"] = first
-            out[f"{name}_last"] = last
-        return out
-
-
-def customer_folds(frame: pd.DataFrame, *, horizon_days: int, config: SplitConfig | None = None, seed: int = 42) -> CustomerFolds:
-    """Assign customers (with all their snapshots) to folds at random, for the short-history fallback.
+    The short-history split gives the latest :data:`SHORT_PART_SHARE` of the snapshot dates (at
+    least one) to the test period, as many before them to validation, and the rest to training;
+    parts are still in time order, but neighbouring label windows overlap (``evaluation``
+    "later-period-overlap").
 
     Args:
         frame: labelled, matured snapshots.
         horizon_days: the label horizon.
-        config: ``folds`` and the minimum customers and lost customers (over all rows).
-        seed: the seed of the assignment (the same customers get the same folds for any row order).
+        config: sizes of the time split and the short-history policy.
 
     Returns:
-        The folds.
+        The split.
 
     Raises:
-        DataError: one class of label, too few customers or lost customers, or a fold without both classes.
-    """
-    config = config or SplitConfig()
-    check_labels(frame, where="the matured snapshots", horizon_days=horizon_days)
-    ordered = frame.sort_values(list(KEY), kind="stable").reset_index(drop=True)
-    customers = np.sort(ordered["customer_id"].astype(str).unique())
-    churned = int(ordered.groupby("customer_id")[LABEL].max().sum())
-    if len(customers) < max(config.min_test_customers, 2 * config.folds) or churned < config.min_test_churned:
-        raise DataError(
-            f"the matured snapshots ({_describe_period(ordered)}) have {len(customers)} customers, {churned} of them lost "
-            f"at least once; at least {config.min_test_customers} customers and {config.min_test_churned} lost ones are "
-            "needed to measure a model; give data with more customers or a longer history"
-        )
-    assignment = np.random.default_rng(seed).permutation(len(customers)) % config.folds
-    fold = pd.Series(assignment, index=customers).reindex(ordered["customer_id"].astype(str)).to_numpy()
-    for j in range(config.folds):
-        check_labels(ordered.loc[fold == j], where=f"fold {j + 1} of the customers", horizon_days=horizon_days)
-    return CustomerFolds(frame=ordered, fold=fold, k=config.folds, horizon_days=horizon_days)
-
-
-def split_for_training(
-    frame: pd.DataFrame, *, horizon_days: int, config: SplitConfig | None = None, seed: int = 42
-) -> TimeSplit | CustomerFolds:
-    """The time split, or folds of customers when the history is too short for one (and the config allows).
-
-    Args:
-        frame: labelled, matured snapshots.
-        horizon_days: the label horizon.
-        config: split sizes and the short-history policy.
-        seed: the seed of the customer folds.
-
-    Returns:
-        A :class:`TimeSplit` (``evaluation`` "later-period") or :class:`CustomerFolds` ("customer-cv").
-
-    Raises:
-        DataError: see :func:`time_split` and :func:`customer_folds`.
+        DataError: see :func:`time_split`; on a short history, also fewer than three snapshot dates.
     """
     config = config or SplitConfig()
     try:
@@ -343,4 +298,13 @@ def split_for_training(
     except ShortHistoryError:
         if config.short_history != "auto":
             raise
-    return customer_folds(frame, horizon_days=horizon_days, config=config, seed=seed)
+    dates = np.sort(pd.to_datetime(frame["as_of"]).unique())
+    n = max(1, int(round(SHORT_PART_SHARE * len(dates))))
+    found = _part_dates(dates, 0, n, n, 1)
+    if found is None:
+        raise ShortHistoryError(
+            f"too little matured history to learn from: {len(dates)} snapshot date(s) from {pd.Timestamp(dates[0]).date()} "
+            f"to {pd.Timestamp(dates[-1]).date()}; at least three are needed (one to fit on, one to choose the model, "
+            f"one to test it); give a longer order history, a shorter horizon (`--horizon`), or a later `--as-of`"
+        )
+    return _make_split(frame, found, horizon_days=horizon_days, gap=0, evaluation=OVERLAPPING, config=config)

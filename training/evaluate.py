@@ -485,3 +485,96 @@ def plot_importance(importance: pd.Series, top: int = 20) -> Figure:
     ax.set(xlabel="mean |contribution| to the log-odds (test period)", title="Feature importance")
     fig.tight_layout()
     return fig
+
+
+SUBSETS = ("all", "ordered_90d")
+"""``all``: every active customer; ``ordered_90d``: those who ordered in the 90 days before T (the early-warning list)."""
+EARLY_WARNING_DAYS = 90
+
+
+def subset_mask(frame: pd.DataFrame, subset: str) -> np.ndarray:
+    """Which rows belong to a subset of :data:`SUBSETS`.
+
+    Args:
+        frame: rows with ``days_since_last_order`` (for ``ordered_90d``).
+        subset: the subset's name.
+
+    Returns:
+        A boolean mask, shape [n].
+    """
+    if subset == "all":
+        return np.ones(len(frame), dtype=bool)
+    if subset == "ordered_90d":
+        days = pd.to_numeric(frame["days_since_last_order"], errors="coerce").to_numpy(dtype=float)
+        return days <= EARLY_WARNING_DAYS
+    raise ValueError(f"unknown subset {subset!r}: one of {', '.join(SUBSETS)}")
+
+
+def paired_bootstrap(y: np.ndarray, ours: np.ndarray, theirs: np.ndarray, *, draws: int = 500, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """95% intervals of the ROC-AUC and PR-AUC differences (ours - theirs), resampling customers.
+
+    Args:
+        y: 0/1 labels.
+        ours: our scores.
+        theirs: the other method's scores on the same rows.
+        draws: bootstrap resamples.
+        seed: random seed.
+
+    Returns:
+        ``{"roc_auc": (low, high), "pr_auc": (low, high)}`` (NaN when no resample has both classes).
+    """
+    y = np.asarray(y, dtype=int)
+    rng = np.random.default_rng(seed)
+    diffs: dict[str, list[float]] = {"roc_auc": [], "pr_auc": []}
+    for _ in range(draws):
+        idx = rng.integers(0, len(y), len(y))
+        if not 0 < y[idx].sum() < len(idx):
+            continue
+        diffs["roc_auc"].append(roc_auc_score(y[idx], ours[idx]) - roc_auc_score(y[idx], theirs[idx]))
+        diffs["pr_auc"].append(average_precision_score(y[idx], ours[idx]) - average_precision_score(y[idx], theirs[idx]))
+    return {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if v else (float("nan"), float("nan")) for k, v in diffs.items()}
+
+
+def compare_methods(
+    frame: pd.DataFrame, y: np.ndarray, probas: Mapping[str, np.ndarray], *, model: str, baselines: Sequence[str], seed: int = 0
+) -> pd.DataFrame:
+    """Every method's figures per subset, and the model's margin over the best baseline with its interval.
+
+    Args:
+        frame: the scored rows (for the subsets).
+        y: their 0/1 labels.
+        probas: method name to churn probabilities on the rows.
+        model: the name of the model among ``probas``.
+        baselines: the names of the baselines among ``probas``.
+        seed: the bootstrap's seed.
+
+    Returns:
+        One row per subset and method: ``subset, method, customers, churn_rate, roc_auc, pr_auc, brier,
+        lift_top10``; the model's rows also ``best_baseline``, ``margin_roc_auc``, ``margin_pr_auc`` and
+        the intervals ``margin_roc_auc_low/high``, ``margin_pr_auc_low/high`` (against the baseline with
+        the best ROC-AUC on the same rows).
+    """
+    rows = []
+    for subset in SUBSETS:
+        mask = subset_mask(frame, subset)
+        ys = np.asarray(y, dtype=int)[mask]
+        if not 0 < ys.sum() < len(ys):
+            continue
+        found = {}
+        for name, proba in probas.items():
+            p = np.asarray(proba, dtype=float)[mask]
+            found[name] = {
+                "subset": subset, "method": name, "customers": int(mask.sum()), "churn_rate": float(ys.mean()),
+                "roc_auc": float(roc_auc_score(ys, p)), "pr_auc": float(average_precision_score(ys, p)),
+                "brier": float(brier_score_loss(ys, np.clip(p, 0, 1))), "lift_top10": lift_and_capture(ys, p, (0.10,))["lift_top10"],
+            }
+        present = [b for b in baselines if b in found]
+        if model in found and present:
+            best = max(present, key=lambda b: found[b]["roc_auc"])
+            interval = paired_bootstrap(ys, np.asarray(probas[model])[mask], np.asarray(probas[best])[mask], seed=seed)
+            found[model] |= {"best_baseline": best}
+            for metric in ("roc_auc", "pr_auc"):
+                found[model][f"margin_{metric}"] = found[model][metric] - max(found[b][metric] for b in present)
+                found[model][f"margin_{metric}_low"], found[model][f"margin_{metric}_high"] = interval[metric]
+        rows.extend(found.values())
+    return pd.DataFrame(rows)

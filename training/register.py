@@ -1,9 +1,10 @@
 """The MLflow side of a model: log it as a pyfunc, register it, decide champion or challenger, load it.
 
 Serving loads ``models:/<name>@champion`` through :func:`load_model`, never a path or a run id.
-A new version becomes ``champion`` only when it beats the current champion's PR-AUC on the new
-test period (the champion is re-scored on the same rows when it can read them), or when there is
-no champion; otherwise it becomes ``challenger`` and the reason is recorded on the version.
+What is registered already won its validation period against the baselines (or is the baseline
+that won). It becomes ``champion`` when there is none, or when it beats the current champion's
+PR-AUC on a test period both were measured on fairly (see :func:`decide_promotion`); otherwise it
+becomes ``challenger``, and the reason is recorded on the version.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import average_precision_score
 
 # MLflow starts its telemetry client when imported: the opt-out must be in place before the import.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -298,9 +300,14 @@ def decide_promotion(
 ) -> Promotion:
     """Whether a new model should replace the current champion of ``name``.
 
-    The champion is re-scored on ``test_frame`` when it has the same horizon and every feature it
-    needs is there; otherwise its recorded test PR-AUC is compared when its test period is the
-    same; otherwise the comparison is impossible and the new model is promoted, saying why.
+    The new model won its own validation period against every baseline (or is the baseline that
+    won), so it may be served. Against a champion, in this order:
+
+    1. same horizon and same test period: the two recorded test PR-AUCs (both measured forward) decide;
+    2. a champion whose training labels end before the new test period begins and that can score
+       its rows is re-scored on it, and the PR-AUCs decide;
+    3. otherwise (another horizon, other features, or a champion that learned from the new test
+       period) no fair comparison exists and the newer model, trained on more recent data, is promoted.
 
     Args:
         client: MLflow client.
@@ -313,65 +320,58 @@ def decide_promotion(
     Returns:
         The decision and its reason.
     """
-    from sklearn.metrics import average_precision_score
-
+    won = _validation_note(new_model.metadata)
     champion = current_version(client, name, CHAMPION)
     if champion is None:
-        return Promotion(True, CHAMPION, f"no champion yet: the first {name} model becomes champion")
+        return Promotion(True, CHAMPION, f"no champion yet: the first {name} model becomes champion ({won})")
     version = str(champion.version)
-    new_meta = new_model.metadata
-    period = f"{new_meta.get('test_first')} to {new_meta.get('test_last')}"
     try:
         old = _load_version(client, name, version)
     except Exception as err:  # noqa: BLE001 - any unreadable champion is replaced, saying why
-        return Promotion(True, CHAMPION, f"the champion (version {version}) cannot be loaded ({err}); the new model replaces it", version)
-    old_meta = old.metadata
-    same_horizon = old_meta.get("horizon_days") == new_meta.get("horizon_days")
-    rescored: float | None = None
-    problem = ""
-    if same_horizon:
-        try:
-            rescored = float(average_precision_score(np.asarray(test_labels, dtype=int), old.predict_proba(test_frame)))
-        except ValueError as err:
-            missing = [c for c in old.feature_names if c not in test_frame.columns]
-            problem = f"it needs features the new data lack ({', '.join(missing[:5])})" if missing else f"it cannot score the new rows ({err})"
-    if rescored is not None:
-        old_pr_auc = rescored
-        how = f"on the same test period ({period}, champion re-scored)"
-        if _overlaps(old_meta, new_meta):
-            how += "; the champion's training labels reach into this period, so its score is optimistic"
-    elif old_meta.get("test_first") == new_meta.get("test_first") and old_meta.get("test_last") == new_meta.get("test_last") and same_horizon:
-        recorded = old_meta.get("test_pr_auc")
-        if recorded is None:
-            recorded = client.get_run(champion.run_id).data.metrics.get("test_pr_auc")
-        if recorded is None:
-            return Promotion(True, CHAMPION, f"the champion (version {version}) has no recorded test PR-AUC; the new model replaces it", version)
-        old_pr_auc = float(recorded)
-        how = f"by recorded test PR-AUC on the same test period ({period}), as the champion cannot be re-scored: {problem}"
-    else:
-        why = (
-            f"it predicts a {old_meta.get('horizon_days')}-day horizon, the new model {new_meta.get('horizon_days')} days"
-            if not same_horizon
-            else f"{problem}, and it was tested on another period ({old_meta.get('test_first')} to {old_meta.get('test_last')})"
-        )
-        return Promotion(True, CHAMPION, f"the champion (version {version}) cannot be compared with the new model ({why}); the newer model is promoted", version)
+        return Promotion(True, CHAMPION, f"the champion (version {version}) cannot be loaded ({err}); the new model replaces it ({won})", version)
+    old_pr_auc, how = _champion_figure(client, champion, old, new_model.metadata, test_frame, test_labels)
+    if old_pr_auc is None:
+        return Promotion(True, CHAMPION, f"the champion (version {version}) cannot be compared fairly ({how}); the newer model is promoted ({won})", version)
+    verdict = f"{how}: PR-AUC {new_pr_auc:.4f} vs {old_pr_auc:.4f}"
     if new_pr_auc > old_pr_auc:
-        return Promotion(
-            True, CHAMPION, f"beats the champion (version {version}) {how}: PR-AUC {new_pr_auc:.4f} vs {old_pr_auc:.4f}", version, old_pr_auc
-        )
-    return Promotion(
-        False,
-        CHALLENGER,
-        f"does not beat the champion (version {version}) {how}: PR-AUC {new_pr_auc:.4f} vs {old_pr_auc:.4f}; kept as challenger",
-        version,
-        old_pr_auc,
+        return Promotion(True, CHAMPION, f"beats the champion (version {version}) {verdict} ({won})", version, old_pr_auc)
+    return Promotion(False, CHALLENGER, f"does not beat the champion (version {version}) {verdict}; kept as challenger", version, old_pr_auc)
+
+
+def _validation_note(meta: dict[str, Any]) -> str:
+    kind, baseline = meta.get("kind", "lightgbm"), meta.get("best_baseline")
+    if not baseline:
+        return f"{kind} chosen on the validation period"
+    if kind == baseline:
+        return f"the baseline {kind} won the validation period and is served"
+    return (
+        f"{kind} chosen on the validation period, ahead of the best baseline {baseline}: "
+        f"score {meta.get('valid_score', float('nan')):.4f} vs {meta.get('best_baseline_valid_score', float('nan')):.4f}"
     )
 
 
-def _overlaps(old_meta: dict[str, Any], new_meta: dict[str, Any]) -> bool:
-    last_label = old_meta.get("labels_known_until")
-    first_test = new_meta.get("test_first")
-    return bool(last_label and first_test and str(last_label) > str(first_test))
+def _champion_figure(
+    client: MlflowClient, champion: ModelVersion, old: ChurnModel, new_meta: dict[str, Any], test_frame: pd.DataFrame, test_labels: np.ndarray
+) -> tuple[float | None, str]:
+    """The champion's PR-AUC to compare with, and how it was obtained (or why there is none)."""
+    old_meta = old.metadata
+    period = f"{new_meta.get('test_first')} to {new_meta.get('test_last')}"
+    if old_meta.get("horizon_days") != new_meta.get("horizon_days"):
+        return None, f"it predicts a {old_meta.get('horizon_days')}-day horizon, the new model {new_meta.get('horizon_days')} days"
+    if (old_meta.get("test_first"), old_meta.get("test_last")) == (new_meta.get("test_first"), new_meta.get("test_last")):
+        recorded = old_meta.get("test_pr_auc")
+        if recorded is None:
+            recorded = client.get_run(champion.run_id).data.metrics.get("test_pr_auc")
+        if recorded is not None:
+            return float(recorded), f"by the recorded test PR-AUC on the same test period ({period})"
+    if str(old_meta.get("labels_known_until", "")) > str(new_meta.get("test_first", "")):
+        return None, f"it learned from outcomes up to {old_meta.get('labels_known_until')}, inside the new test period ({period})"
+    try:
+        rescored = float(average_precision_score(np.asarray(test_labels, dtype=int), old.predict_proba(test_frame)))
+    except ValueError as err:
+        missing = [c for c in old.feature_names if c not in test_frame.columns]
+        return None, f"it needs features the new data lack ({', '.join(missing[:5])})" if missing else f"it cannot score the new rows ({err})"
+    return rescored, f"on the same test period ({period}, champion re-scored)"
 
 
 def apply_promotion(client: MlflowClient, name: str, version: str, decision: Promotion) -> None:

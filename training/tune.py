@@ -17,8 +17,9 @@ import lightgbm as lgb
 import numpy as np
 import optuna
 import pandas as pd
+from sklearn.metrics import average_precision_score
 
-from training.model import fit_booster, lgb_params, make_datasets
+from training.model import fit_booster, lgb_params, make_dataset
 
 PRUNE_EVERY = 10
 WARMUP_ROUNDS = 30
@@ -118,6 +119,7 @@ def tune(
     num_threads: int = 2,
     progress: Callable[[str], None] | None = None,
     init_scores: tuple[np.ndarray, np.ndarray] | None = None,
+    short_history: bool = False,
 ) -> TuneResult:
     """Search LightGBM parameters by validation PR-AUC, with early stopping in every trial.
 
@@ -133,25 +135,29 @@ def tune(
         progress: called with a short message after each trial.
         init_scores: ``(train, valid)`` initial margins (the prior's logit); the validation score
             is then taken on the trees' margin plus the prior.
+        short_history: search small, strongly regularised trees (:func:`short_history_space`),
+            starting from :data:`SHORT_HISTORY_TRIAL`, as suits a few weeks of snapshots.
 
     Returns:
         The best parameters, its booster (the trees only) and the trial history.
     """
     started = time.perf_counter()
-    datasets = make_datasets(train_x, train_y, valid_x, valid_y, seed=seed, num_threads=num_threads, init_scores=init_scores)
-    valid_init = np.zeros(len(valid_y)) if init_scores is None else np.asarray(init_scores[1], dtype=float)
+    train_init, valid_init = init_scores if init_scores is not None else (None, np.zeros(len(valid_y)))
+    train_set = make_dataset(train_x, train_y, seed=seed, num_threads=num_threads, init_score=train_init)
+    valid_set = make_dataset(valid_x, valid_y, seed=seed, num_threads=num_threads, init_score=valid_init, reference=train_set)
+    space = short_history_space if short_history else search_space
     previous = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(1, trials // 3)))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=WARMUP_ROUNDS, interval_steps=PRUNE_EVERY)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, study_name="churn-lightgbm")
-    study.enqueue_trial(DEFAULT_TRIAL)
+    study.enqueue_trial(SHORT_HISTORY_TRIAL if short_history else DEFAULT_TRIAL)
     best: dict[str, Any] = {}
 
     def objective(trial: optuna.Trial) -> float:
-        params = lgb_params(search_space(trial), seed=seed, num_threads=num_threads)
+        params = lgb_params(space(trial), seed=seed, num_threads=num_threads)
         t0 = time.perf_counter()
-        booster = fit_booster(train_x, train_y, valid_x, valid_y, params, callbacks=[_pruning_callback(trial)], datasets=datasets)
+        booster = fit_booster(train_set, valid_set, params, callbacks=[_pruning_callback(trial)])
         score = _average_precision(valid_y, booster.predict(valid_x, raw_score=True) + valid_init)
         trial.set_user_attr("best_iteration", booster.num_trees())
         trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
@@ -205,11 +211,11 @@ SHORT_HISTORY_TRIAL: dict[str, Any] = {
     "lambda_l1": 0.001,
     "cat_smooth": 10.0,
 }
-"""The strongly regularised defaults of the short-history (customer-cv) mode: a few months of data, small trees."""
+"""The strongly regularised first trial on a short history: a few months of data, small trees."""
 
 
 def short_history_space(trial: optuna.Trial) -> dict[str, Any]:
-    """The search space of the short-history mode: small, regularised trees around :data:`SHORT_HISTORY_TRIAL`.
+    """The search space on a short history: small, regularised trees around :data:`SHORT_HISTORY_TRIAL`.
 
     Args:
         trial: the Optuna trial.
@@ -229,132 +235,5 @@ def short_history_space(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
-@dataclass
-class CVResult:
-    """What the cross-validated search found.
-
-    Attributes:
-        params: the best LightGBM parameters (full set).
-        tuned: only the searched parameters of the best trial.
-        valid_pr_auc: the best trial's pooled out-of-fold PR-AUC.
-        best_iterations: the early-stopped trees of each fold's booster in the best trial.
-        out_of_fold: the best trial's out-of-fold margins (prior included), one per row.
-        trials: one dict per trial.
-        seconds: wall time of the search.
-    """
-
-    params: dict[str, Any]
-    tuned: dict[str, Any]
-    valid_pr_auc: float
-    best_iterations: list[int]
-    out_of_fold: np.ndarray
-    trials: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def n_complete(self) -> int:
-        """Trials that ran to the end."""
-        return sum(1 for t in self.trials if t["state"] == "COMPLETE")
-
-    @property
-    def n_pruned(self) -> int:
-        """Trials stopped early by the pruner."""
-        return sum(1 for t in self.trials if t["state"] == "PRUNED")
-
-    @property
-    def rounds(self) -> int:
-        """Trees for the refit on all rows: the mean of the folds' early-stopped trees."""
-        return max(1, int(round(float(np.mean(self.best_iterations)))))
-
-
-def tune_cv(
-    x: pd.DataFrame,
-    y: np.ndarray,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    *,
-    init_score: np.ndarray | None = None,
-    trials: int = 20,
-    timeout_s: float | None = 90.0,
-    seed: int = 42,
-    num_threads: int = 2,
-    progress: Callable[[str], None] | None = None,
-) -> CVResult:
-    """Search LightGBM parameters by out-of-fold PR-AUC over folds of customers (the short-history mode).
-
-    Each trial trains one booster per fold, early-stopped on that fold's held-out customers, and
-    is scored by the PR-AUC of the pooled held-out margins. The first trial is
-    :data:`SHORT_HISTORY_TRIAL`; the median pruner compares trials fold by fold.
-
-    Args:
-        x: prepared features of all rows.
-        y: labels.
-        folds: ``(fit, held_out)`` boolean row masks.
-        init_score: initial margins (the prior's logit), or None.
-        trials: most trials (at least 1).
-        timeout_s: stop starting new trials after this many seconds (``None``: no limit).
-        seed: seed of the sampler and of LightGBM.
-        num_threads: LightGBM threads.
-        progress: called with a short message after each trial.
-
-    Returns:
-        The best parameters, the folds' trees and out-of-fold margins, and the trial history.
-    """
-    started = time.perf_counter()
-    y = np.asarray(y, dtype=int)
-    init = np.zeros(len(y)) if init_score is None else np.asarray(init_score, dtype=float)
-    datasets = [
-        make_datasets(x.loc[fit], y[fit], x.loc[held], y[held], seed=seed, num_threads=num_threads, init_scores=(init[fit], init[held]))
-        for fit, held in folds
-    ]
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(1, trials // 3)))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, study_name="churn-lightgbm-cv")
-    study.enqueue_trial(SHORT_HISTORY_TRIAL)
-    best: dict[str, Any] = {}
-
-    def objective(trial: optuna.Trial) -> float:
-        params = lgb_params(short_history_space(trial), seed=seed, num_threads=num_threads)
-        t0 = time.perf_counter()
-        margin = np.zeros(len(y))
-        iterations = []
-        for j, ((fit, held), pair) in enumerate(zip(folds, datasets, strict=True)):
-            booster = fit_booster(x.loc[fit], y[fit], x.loc[held], y[held], params, early_stopping_rounds=50, datasets=pair)
-            margin[held] = booster.predict(x.loc[held], raw_score=True) + init[held]
-            iterations.append(int(booster.num_trees()))
-            done = np.any([h for _f, h in folds[: j + 1]], axis=0)
-            trial.report(_average_precision(y[done], margin[done]), j)
-            if j < len(folds) - 1 and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after fold {j + 1}")
-        score = _average_precision(y, margin)
-        trial.set_user_attr("best_iteration", int(round(float(np.mean(iterations)))))
-        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
-        if not best or score > best["score"]:
-            best.update(score=score, params=params, tuned=dict(trial.params), iterations=iterations, margin=margin.copy())
-        return score
-
-    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if progress is not None:
-            shown = f"{best['score']:.4f}" if best else "-"
-            progress(f"trial {len(study.trials)}/{trials} {trial.state.name.lower()}; best out-of-fold PR-AUC {shown}")
-
-    try:
-        study.optimize(objective, n_trials=max(1, trials), timeout=timeout_s, callbacks=[report], gc_after_trial=False)
-    finally:
-        optuna.logging.set_verbosity(previous)
-    return CVResult(
-        params=best["params"],
-        tuned=best["tuned"],
-        valid_pr_auc=float(best["score"]),
-        best_iterations=best["iterations"],
-        out_of_fold=best["margin"],
-        trials=_history(study),
-        seconds=time.perf_counter() - started,
-    )
-
-
 def _average_precision(y: np.ndarray, score: np.ndarray) -> float:
-    from sklearn.metrics import average_precision_score
-
     return float(average_precision_score(np.asarray(y, dtype=int), np.asarray(score, dtype=float)))

@@ -1,0 +1,205 @@
+"""A training run in MLflow: parameters, metrics, the candidates' table, plots, the served model and its registration."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+# MLflow starts its telemetry client when imported: the opt-out must be in place before the import.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: E402
+
+from churn.settings import PROJECT_ROOT, default_tracking_uri  # noqa: E402
+from training import evaluate as ev  # noqa: E402
+from training.dataset import LABEL  # noqa: E402
+from training.register import Promotion, apply_promotion, decide_promotion, ensure_experiment, log_churn_model, register, tracking  # noqa: E402
+
+if TYPE_CHECKING:
+    from training.train import Fitted
+
+IMPORTANCE_ROWS = 3_000
+LOGGED_METADATA = (
+    "horizon_days", "active_days", "as_of", "feature_set_version", "dataset_name", "dataset_fingerprint", "data_start",
+    "train_first", "train_last", "tested_train_last", "valid_first", "valid_last", "test_first", "test_last", "seed",
+    "evaluation", "kind", "recipe", "best_baseline",
+)
+
+
+@dataclass(frozen=True)
+class Logged:
+    """Where a run went and what the registry decided.
+
+    Attributes:
+        run_id: the MLflow run.
+        experiment: its experiment's name.
+        version: the registered version of the served model.
+        decision: champion or challenger, and why.
+        tracking_uri: the store.
+    """
+
+    run_id: str
+    experiment: str
+    version: str
+    decision: Promotion
+    tracking_uri: str
+
+
+def log_training_run(
+    fitted: Fitted,
+    *,
+    profit: ev.ProfitParams,
+    trials: int,
+    timeout_s: float | None,
+    tracking_uri: str | None,
+    artifact_root: str | None,
+    model_name: str,
+) -> Logged:
+    """Log a fitted run, register its served model and apply the champion/challenger decision.
+
+    Args:
+        fitted: from :func:`training.train.fit_frame`.
+        profit: campaign economics (logged).
+        trials: Optuna trial budget (logged).
+        timeout_s: Optuna time budget (logged).
+        tracking_uri: MLflow tracking URI; default: the project's ``mlruns/mlflow.db``.
+        artifact_root: artifact folder for a local store; default: ``mlruns/artifacts``.
+        model_name: the registered model name.
+
+    Returns:
+        The run, the version and the decision.
+    """
+    tracking_uri = tracking_uri or default_tracking_uri()
+    artifact_root = artifact_root or str(PROJECT_ROOT / "mlruns" / "artifacts")
+    model, meta = fitted.model, fitted.model.metadata
+    test = fitted.split.test
+    test_y = test[LABEL].to_numpy(dtype=int)
+    experiment = f"churn/{meta.get('dataset_name')}"
+    with tracking(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, experiment, tracking_uri=tracking_uri, artifact_root=artifact_root)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model.kind}-h{meta['horizon_days']}-{meta['as_of']}") as run:
+            mlflow.set_tags({"dataset": str(meta.get("dataset_name")), "model_name": model_name, "evaluation": fitted.split.evaluation, "kind": model.kind})
+            mlflow.log_params(run_params(fitted, profit, trials, timeout_s))
+            mlflow.log_metrics(run_metrics(fitted))
+            _log_artifacts(fitted, profit)
+            model_uri = log_churn_model(model, test)
+        version = register(client, model_uri, model_name, run_id=run.info.run_id, tags={"dataset": str(meta.get("dataset_name")), "horizon_days": str(meta["horizon_days"])})
+        decision = decide_promotion(client, model_name, new_model=model, new_pr_auc=fitted.metrics["pr_auc"], test_frame=test, test_labels=test_y)
+        apply_promotion(client, model_name, version, decision)
+        for key, value in (("promotion", decision.alias), ("promotion_reason", decision.reason), ("model_version", version)):
+            client.set_tag(run.info.run_id, key, value)
+    return Logged(run.info.run_id, experiment, version, decision, tracking_uri)
+
+
+def run_params(fitted: Fitted, profit: ev.ProfitParams, trials: int, timeout_s: float | None) -> dict[str, Any]:
+    """The run's parameters: periods of both models, the chosen candidate, LightGBM's tuned values, the economics."""
+    meta = fitted.model.metadata
+    out: dict[str, Any] = {key: meta.get(key) for key in LOGGED_METADATA}
+    out["data_end"] = meta["as_of"]
+    out["tested_train_first"] = fitted.tested.metadata["train_first"]
+    summary = fitted.split.summary()
+    out |= {f"split_{k}": v for k, v in summary.items() if k.endswith(("_rows", "_customers", "_snapshots")) or k == "gap_days"}
+    out |= {f"lgbm_{k}": v for k, v in fitted.selection.tuning.get("params", {}).items()}
+    out |= {f"profit_{k}": v for k, v in profit.as_dict().items()}
+    out |= {"trials_budget": trials, "timeout_s": timeout_s, "num_features": len(fitted.model.feature_names), "calibration": "platt"}
+    return out
+
+
+def run_metrics(fitted: Fitted) -> dict[str, float]:
+    """The run's metrics: the model's and the baselines' test figures, margins, tiers, validation figures per candidate."""
+    out = {f"test_{k}": v for k, v in fitted.metrics.items()}
+    for name, m in fitted.baselines.items():
+        out |= {f"baseline_{name}_test_{k}": v for k, v in m.items()}
+    for tier, m in fitted.tiers.items():
+        out |= {f"tier_{metric_key(tier)}_{k}": v for k, v in m.items()}
+    for kind, m in fitted.selection.metrics.items():
+        out |= {f"valid_{kind}_{k}": v for k, v in m.items()}
+    tuning = fitted.selection.tuning
+    out |= {f"trees_{kind}": n for kind, n in tuning.get("trees", {}).items()}
+    out |= {k: tuning[k] for k in ("trials_complete", "trials_pruned") if k in tuning}
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(float(v))}
+
+
+def metric_key(text: str) -> str:
+    """``text`` with every character MLflow does not allow in a metric name replaced by ``_``."""
+    return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in str(text))
+
+
+def candidates_table(fitted: Fitted) -> pd.DataFrame:
+    """One row per candidate: its validation figures, its recipe, and whether it was chosen."""
+    selection = fitted.selection
+    return pd.DataFrame(
+        [
+            {"candidate": kind, **selection.metrics[kind], "recipe": recipe.describe(), "chosen": kind == selection.chosen.kind}
+            for kind, recipe in selection.recipes.items()
+        ]
+    )
+
+
+def _log_artifacts(fitted: Fitted, profit: ev.ProfitParams) -> None:
+    model = fitted.model
+    test = fitted.split.test
+    y = test[LABEL].to_numpy(dtype=int)
+    sample = test.sample(n=min(IMPORTANCE_ROWS, len(test)), random_state=int(model.metadata.get("seed", 0)))
+    importance = model.importance(sample)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        _write_json(folder / "features.json", {"feature_set_version": model.metadata.get("feature_set_version"), "features": model.feature_names, "categorical": model.categorical})
+        _write_json(folder / "metrics.json", {"model": fitted.metrics, "baselines": fitted.baselines, "tiers": fitted.tiers})
+        _write_json(folder / "split.json", fitted.split.summary())
+        _write_json(folder / "tuning.json", fitted.selection.tuning)
+        _write_json(folder / "calibration.json", _calibration(fitted, y))
+        fitted.comparison.to_csv(folder / "test_comparison.csv", index=False)
+        candidates_table(fitted).to_csv(folder / "candidates.csv", index=False)
+        importance.rename("mean_abs_contribution").to_csv(folder / "feature_importance.csv", index_label="feature")
+        for path in sorted(folder.iterdir()):
+            mlflow.log_artifact(str(path))
+        plot_dir = folder / "plots"
+        plot_dir.mkdir()
+        for name, fig in _plots(y, fitted.test_proba, ev.customer_values(test, profit), profit, importance).items():
+            fig.savefig(plot_dir / name, dpi=110)
+            plt.close(fig)
+        mlflow.log_artifacts(str(plot_dir), artifact_path="plots")
+
+
+def _calibration(fitted: Fitted, y: np.ndarray) -> dict[str, Any]:
+    served, tested = fitted.model.calibrator, fitted.tested.calibrator
+    return {
+        "method": "platt scaling of the margin: the tested model's fitted on the validation period, the served model's on the test period (the tested model's forward margins)",
+        "served": {"slope": served.slope, "intercept": served.intercept},
+        "tested": {"slope": tested.slope, "intercept": tested.intercept},
+        "tested_on_test_period": ev.reliability_curve(y, fitted.test_proba["model"]).to_dict(orient="records"),
+    }
+
+
+def _plots(y: np.ndarray, probas: Mapping[str, np.ndarray], values: np.ndarray, profit: ev.ProfitParams, importance: pd.Series) -> dict[str, Any]:
+    return {
+        "roc.png": ev.plot_roc(y, probas),
+        "precision_recall.png": ev.plot_precision_recall(y, probas),
+        "calibration.png": ev.plot_calibration(y, probas),
+        "lift_gain.png": ev.plot_gain(y, probas),
+        "profit_curve.png": ev.plot_profit(y, probas, values, profit),
+        "feature_importance.png": ev.plot_importance(importance),
+    }
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, date | datetime | pd.Timestamp):
+        return value.isoformat()
+    return str(value)
