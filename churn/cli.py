@@ -193,8 +193,8 @@ def features(
     settings = _settings(data=data, horizon_days=horizon)
     if out_file is not None and out_file.suffix not in (".parquet", ".csv"):
         raise DataError(f"--out must end in .parquet or .csv, not {out_file.name}")
-    # rows after --as-of are history to cut, not errors: validation checks dates against today
-    ds = open_dataset(settings.data, on_error=on_error)  # type: ignore[arg-type]
+    # rows on or after --as-of are neither read nor validated: the engine's query leaves them out
+    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of))  # type: ignore[arg-type]
     started = time.perf_counter()
     if training_set:
         with _progress("snapshots") as bar:
@@ -247,8 +247,8 @@ def train(
     from training.train import train as run_training
 
     settings = _settings(data=data, horizon_days=horizon, seed=seed)
-    # rows after --as-of are history to cut, not errors: validation checks dates against today
-    ds = open_dataset(settings.data, on_error=on_error)  # type: ignore[arg-type]
+    # rows on or after --as-of are neither read nor validated: the engine's query leaves them out
+    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of))  # type: ignore[arg-type]
     try:
         with console.status("training") as status:
             result = run_training(

@@ -22,6 +22,8 @@ class TableSpec:
         dates: date columns (parsed; a value that cannot be parsed is an error).
         numbers: numeric columns.
         key: column whose values must be unique, if any.
+        choices: allowed values of a column.
+        dated_by: the date that places a row in time (a row dated on or after T is unknown at T).
     """
 
     name: str
@@ -31,6 +33,7 @@ class TableSpec:
     numbers: tuple[str, ...] = ()
     key: str | None = None
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    dated_by: str | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -52,6 +55,7 @@ TABLES: dict[str, TableSpec] = {
         numbers=("credit_limit",),
         key="customer_id",
         choices={"channel": CHANNELS, "settlement_terms": SETTLEMENT_TERMS},
+        dated_by="created_at",
     ),
     "orders": TableSpec(
         name="orders",
@@ -60,6 +64,7 @@ TABLES: dict[str, TableSpec] = {
         dates=("order_date",),
         numbers=("amount", "margin"),
         key="order_id",
+        dated_by="order_date",
     ),
     "complaints": TableSpec(
         name="complaints",
@@ -68,6 +73,7 @@ TABLES: dict[str, TableSpec] = {
         dates=("opened_at", "resolved_at"),
         key="complaint_id",
         choices={"severity": SEVERITIES, "category": COMPLAINT_CATEGORIES},
+        dated_by="opened_at",
     ),
     "invoices": TableSpec(
         name="invoices",
@@ -76,6 +82,7 @@ TABLES: dict[str, TableSpec] = {
         dates=("issued_at", "due_at", "paid_at"),
         numbers=("amount",),
         key="invoice_id",
+        dated_by="issued_at",
     ),
     "contacts": TableSpec(
         name="contacts",
@@ -83,6 +90,7 @@ TABLES: dict[str, TableSpec] = {
         optional=("kind",),
         dates=("contacted_at",),
         choices={"kind": CONTACT_KINDS},
+        dated_by="contacted_at",
     ),
 }
 

@@ -131,6 +131,8 @@ class CRMDataset:
         con: the Ibis backend the features run on.
         tables: the contract tables present, as Ibis expressions with contract types.
         kind: "folder", "duckdb" or "postgres".
+        report: what validation found, when the tables were validated.
+        as_of: the date the tables were cut at (see :meth:`cut`), if any.
     """
 
     location: str
@@ -138,6 +140,7 @@ class CRMDataset:
     tables: dict[str, ibis.Table]
     kind: LocationKind = "duckdb"
     report: ValidationReport | None = None
+    as_of: date | None = None
     _end: date | None = field(default=None, repr=False)
 
     @classmethod
@@ -167,6 +170,11 @@ class CRMDataset:
         except Exception:  # noqa: BLE001 - closing twice or a backend without disconnect is fine
             pass
 
+    @property
+    def source(self) -> str:
+        """The location, with the date the data was cut at: for messages."""
+        return f"{self.location} (as of {self.as_of})" if self.as_of else self.location
+
     def has(self, name: str) -> bool:
         """Whether the optional table ``name`` is present."""
         return name in self.tables
@@ -176,14 +184,14 @@ class CRMDataset:
         try:
             return self.tables[name]
         except KeyError:
-            raise DataError(f"the dataset at {self.location} has no {name} table") from None
+            raise DataError(f"the dataset at {self.source} has no {name} table") from None
 
     def end_date(self) -> date:
         """The day after the newest order: the default as-of date ("today" for this data)."""
         if self._end is None:
             newest = self.table("orders").order_date.max().execute()
             if newest is None or pd.isna(newest):
-                raise DataError(f"the orders table at {self.location} is empty: a model needs order history")
+                raise DataError(f"the orders table at {self.source} is empty: a model needs order history")
             self._end = pd.Timestamp(newest).date() + timedelta(days=1)
         return self._end
 
@@ -239,7 +247,8 @@ class CRMDataset:
                 cut[name] = table.filter(table.created_at.isnull() | (table.created_at < day))
             else:
                 cut[name] = table
-        return CRMDataset(location=f"{self.location} (as of {as_of})", con=self.con, tables=cut, kind=self.kind, report=self.report)
+        known_at = min(as_of, self.as_of) if self.as_of else as_of
+        return CRMDataset(location=self.location, con=self.con, tables=cut, kind=self.kind, report=self.report, as_of=known_at)
 
     def name(self) -> str:
         """A readable name for the dataset (for experiment names)."""
@@ -293,6 +302,7 @@ def open_dataset(
     on_error: OnError = "fail",
     as_of: date | None = None,
     quarantine_dir: Path | None = None,
+    cut_at: date | None = None,
 ) -> CRMDataset:
     """Open a CRM dataset for feature computation.
 
@@ -303,6 +313,9 @@ def open_dataset(
             files next to the data and goes on with the good rows.
         as_of: dates after this day are errors ("in the future"); default: today.
         quarantine_dir: where quarantined rows go (default: next to the data).
+        cut_at: read only what was known on this day: the engine's query keeps the rows dated
+            before it (and the rows whose date it cannot parse, for validation to report), so a
+            later row is neither read nor validated; the result is then :meth:`CRMDataset.cut`.
 
     Returns:
         The opened dataset.
@@ -311,6 +324,8 @@ def open_dataset(
     con = connect(location, read_only=(kind == "duckdb"))
     raw = _read_raw_tables(location, con)
     _check_required(raw, str(location))
+    if cut_at is not None:
+        raw = {name: _known_before(table, name, cut_at, kind) for name, table in raw.items()}
     report = None
     if validate or kind == "folder":
         frames = {name: t.to_pandas() for name, t in raw.items()}
@@ -322,13 +337,88 @@ def open_dataset(
         if kind == "folder" or (report is not None and report.quarantined):
             if kind == "duckdb":
                 con = ibis.duckdb.connect()  # the file is read-only: clean rows go to memory
-            tables = {
-                name: _normalise(con.create_table(f"clean_{name}", _coerce_types(frame, name), temp=(kind == "postgres")), name)
+            raw = {
+                name: con.create_table(f"clean_{name}", _coerce_types(frame, name), temp=(kind == "postgres"))
                 for name, frame in frames.items()
             }
-            return CRMDataset(str(location), con, tables, kind, report)
     tables = {name: _normalise(t, name) for name, t in raw.items()}
-    return CRMDataset(str(location), con, tables, kind, report)
+    dataset = CRMDataset(str(location), con, tables, kind, report)
+    return dataset.cut(cut_at) if cut_at is not None else dataset
+
+
+def _known_before(table: ibis.Table, name: str, cut_at: date, kind: LocationKind) -> ibis.Table:
+    """The rows of a stored table dated before ``cut_at``, filtered in the engine's query.
+
+    A row whose own date (:attr:`~features.contract.TableSpec.dated_by`) is empty or cannot be
+    parsed by the engine is kept, so that validation reports it instead of it vanishing.
+
+    Args:
+        table: a table as stored (text columns from a CSV file, typed ones from a database).
+        name: its contract table name.
+        cut_at: the first day that is not known.
+        kind: the store, which decides how text is parsed as a date.
+
+    Returns:
+        The filtered expression (``table`` itself when the table or its date column has no date).
+    """
+    column = TABLES[name].dated_by
+    if column is None or column not in table.columns:
+        return table
+    day = _engine_date(table[column], kind)
+    return table.filter(day.isnull() | (day < ibis.literal(cut_at, type=dt.date)))
+
+
+# a valid calendar day written as YYYY-MM-DD (leap days included), for engines without a try-cast
+_ISO_DAY = (
+    r"^([1-9][0-9]{3}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))"
+    r"|([1-9][0-9](0[48]|[2468][048]|[13579][26])|([2468][048]|[13579][26])00)-02-29)([ T].*)?$"
+)
+
+
+def _engine_date(column: ibis.Value, kind: LocationKind) -> ibis.Value:
+    """A stored date column as an engine date; NULL where the engine cannot read it as one.
+
+    Text goes through DuckDB's try-cast; PostgreSQL has none, so there only a valid
+    ``YYYY-MM-DD`` day (optionally with a time) is cast and anything else is NULL.
+    """
+    stored = column.type()
+    if stored.is_date():
+        return column
+    if stored.is_timestamp():
+        return column.cast(dt.date)
+    if not stored.is_string():
+        return ibis.null(dt.date)  # not a date type: leave the row to validation
+    if kind != "postgres":
+        return column.try_cast(dt.date)
+    text = column.strip()
+    return ibis.ifelse(text.re_search(_ISO_DAY), text.substr(0, 10).cast(dt.date), ibis.null(dt.date))
+
+
+def data_end_date(location: str | Path) -> date:
+    """The day after the newest order stored at ``location``, from one aggregate in the engine.
+
+    Only the newest order date is read (a date the engine cannot parse is skipped), so a caller
+    that opens the data with ``cut_at`` can still refuse an as-of date past the end of the data.
+
+    Args:
+        location: a folder, a .duckdb file or a postgresql:// URL.
+
+    Returns:
+        The day after the newest order.
+    """
+    kind = location_kind(location)
+    con = connect(location, read_only=(kind == "duckdb"))
+    try:
+        raw = _read_raw_tables(location, con)
+        _check_required(raw, str(location))
+        if "order_date" not in raw["orders"].columns:
+            raise DataError(f"table orders at {location} is missing required column order_date (rename or add it)")
+        newest = _engine_date(raw["orders"].order_date, kind).max().execute()
+    finally:
+        con.disconnect()
+    if newest is None or pd.isna(newest):
+        raise DataError(f"the orders table at {location} has no readable order date: a model needs order history")
+    return pd.Timestamp(newest).date() + timedelta(days=1)
 
 
 def default_quarantine_dir(location: str | Path) -> Path:

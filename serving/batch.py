@@ -135,7 +135,7 @@ def score_all(
         ScoringError: no champion model, or no active customer at ``as_of``.
         features.dataset.DataError: the data cannot be read.
     """
-    from features.dataset import DataError, open_dataset
+    from features.dataset import DataError, data_end_date, open_dataset
     from features.snapshot import build_snapshot
     from serving.playbook import load_playbook, registry_groups
     from training.register import load_model
@@ -152,11 +152,11 @@ def score_all(
     scorer = Scorer(loaded, playbook, risk_high=settings.risk_high, risk_medium=settings.risk_medium)
     say(f"model {loaded.name} version {loaded.version} ({loaded.alias})")
 
-    data = open_dataset(settings.data, validate=False)
+    if as_of is not None and as_of > (end := data_end_date(settings.data)):
+        raise DataError(f"as-of date {as_of} is after the end of the data ({end}): nothing is known about it yet")
+    data = open_dataset(settings.data, validate=False, cut_at=as_of)
     try:
         day = as_of or data.end_date()
-        if day > data.end_date():
-            raise DataError(f"as-of date {day} is after the end of the data ({data.end_date()}): nothing is known about it yet")
         say(f"building the snapshot as of {day}")
         snapshot = build_snapshot(data, day, settings.active_days)
     finally:
