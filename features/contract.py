@@ -1,7 +1,9 @@
-"""The CRM data contract: the five tables, their columns and the rules a row must keep.
+"""The CRM data contract: the tables, their columns and the rules a row must keep.
 
 Only ``orders`` is required; a company without complaints, invoices, contacts or even a customer
-master still gets a model (features from an absent table are left out).
+master still gets a model (features from an absent table are left out). The customer master holds
+today's values; ``customer_history`` (optional) says since when each changing attribute
+(:data:`MUTABLE_ATTRIBUTES`) had which value, so that a snapshot at a past date sees that day's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class TableSpec:
         dates: date columns (parsed; a value that cannot be parsed is an error).
         numbers: numeric columns.
         key: column whose values must be unique, if any.
+        unique: columns whose combination must be unique (a table without a single key).
         choices: allowed values of a column.
         dated_by: the date that places a row in time (a row dated on or after T is unknown at T).
     """
@@ -32,6 +35,7 @@ class TableSpec:
     dates: tuple[str, ...] = ()
     numbers: tuple[str, ...] = ()
     key: str | None = None
+    unique: tuple[str, ...] = ()
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     dated_by: str | None = None
 
@@ -45,6 +49,8 @@ SETTLEMENT_TERMS = ("cash", "prepaid", "credit")
 SEVERITIES = ("low", "medium", "high")
 COMPLAINT_CATEGORIES = ("quality", "delivery", "billing", "service", "other")
 CONTACT_KINDS = ("call", "visit", "email", "meeting")
+# the customer attributes that change over time: read from customer_history as of T when it is given
+MUTABLE_ATTRIBUTES = ("credit_limit", "settlement_terms", "segment", "channel", "region")
 
 TABLES: dict[str, TableSpec] = {
     "customers": TableSpec(
@@ -91,6 +97,14 @@ TABLES: dict[str, TableSpec] = {
         dates=("contacted_at",),
         choices={"kind": CONTACT_KINDS},
         dated_by="contacted_at",
+    ),
+    "customer_history": TableSpec(
+        name="customer_history",
+        required=("customer_id", "column", "value", "valid_from"),
+        dates=("valid_from",),
+        unique=("customer_id", "column", "valid_from"),
+        choices={"column": MUTABLE_ATTRIBUTES},
+        dated_by="valid_from",
     ),
 }
 

@@ -26,7 +26,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
 
-from features.contract import ID_COLUMNS, REQUIRED_TABLES, TABLES
+from features.contract import ID_COLUMNS, MUTABLE_ATTRIBUTES, REQUIRED_TABLES, TABLES
 
 OnError = Literal["fail", "quarantine"]
 LocationKind = Literal["folder", "duckdb", "postgres"]
@@ -221,34 +221,32 @@ class CRMDataset:
     def cut(self, as_of: date) -> CRMDataset:
         """The dataset as it was known on ``as_of``: every row dated on or after it dropped.
 
-        Orders, complaints, invoices and contacts dated on or after ``as_of`` go; a complaint
-        resolved or an invoice paid on or after ``as_of`` looks open or unpaid; customers created
-        on or after ``as_of`` go.
+        Orders, complaints, invoices, contacts and customer history dated on or after ``as_of``
+        go; a complaint resolved or an invoice paid on or after ``as_of`` looks open or unpaid;
+        customers created on or after ``as_of`` go. With a ``customer_history`` table, each
+        changing attribute it covers takes the value valid on ``as_of`` (see :func:`attributes_as_of`).
+
+        Args:
+            as_of: T, the first day not known.
+
+        Returns:
+            The cut dataset (Ibis expressions on the same connection).
         """
-        t = self.tables
-        cut: dict[str, ibis.Table] = {}
         day = ibis.literal(as_of, type=dt.date)
-        for name, table in t.items():
-            if name == "orders":
-                cut[name] = table.filter(table.order_date < day)
-            elif name == "complaints":
-                c = table.filter(table.opened_at < day)
-                if "resolved_at" in c.columns:
-                    c = c.mutate(resolved_at=ibis.ifelse(c.resolved_at < day, c.resolved_at, ibis.null(dt.date)))
-                cut[name] = c
-            elif name == "invoices":
-                i = table.filter(table.issued_at < day)
-                if "paid_at" in i.columns:
-                    i = i.mutate(paid_at=ibis.ifelse(i.paid_at < day, i.paid_at, ibis.null(dt.date)))
-                cut[name] = i
-            elif name == "contacts":
-                cut[name] = table.filter(table.contacted_at < day)
-            elif name == "customers" and "created_at" in table.columns:
-                cut[name] = table.filter(table.created_at.isnull() | (table.created_at < day))
-            else:
-                cut[name] = table
+        cut = {name: _rows_known_on(table, name, day) for name, table in self.tables.items()}
+        if "customers" in cut and "customer_history" in cut:
+            cut["customers"] = attributes_as_of(cut["customers"], cut["customer_history"], self.tables["customer_history"])
         known_at = min(as_of, self.as_of) if self.as_of else as_of
         return CRMDataset(location=self.location, con=self.con, tables=cut, kind=self.kind, report=self.report, as_of=known_at)
+
+    def mutable_attributes_known(self) -> bool:
+        """Whether the customer attributes that change (:data:`MUTABLE_ATTRIBUTES`) can be read as of a date.
+
+        Returns:
+            True when a ``customer_history`` table is present; otherwise the customers table
+            holds only today's values, which a snapshot at a past date would see from the future.
+        """
+        return self.has("customer_history")
 
     def name(self) -> str:
         """A readable name for the dataset (for experiment names)."""
@@ -258,6 +256,68 @@ class CRMDataset:
         if self.location == ":memory:":
             return "in-memory"
         return Path(self.location).stem or "dataset"
+
+
+# the later event that settles a row: on or after T it has not happened yet
+_SETTLED_BY = {"complaints": "resolved_at", "invoices": "paid_at"}
+_NUMBER = r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
+
+
+def _rows_known_on(table: ibis.Table, name: str, day: ibis.Value) -> ibis.Table:
+    """The rows of a normalised table dated before ``day``, with later settlements undone.
+
+    A row without its own date is kept when that date is optional (a customer with no
+    ``created_at``) and dropped when it is required.
+    """
+    spec = TABLES[name]
+    column = spec.dated_by
+    if column is None or column not in table.columns:
+        return table
+    own = table[column]
+    known = table.filter(own < day) if column in spec.required else table.filter(own.isnull() | (own < day))
+    settled = _SETTLED_BY.get(name)
+    if settled in known.columns:
+        known = known.mutate(**{settled: ibis.ifelse(known[settled] < day, known[settled], ibis.null(dt.date))})
+    return known
+
+
+def attributes_as_of(customers: ibis.Table, known_history: ibis.Table, history: ibis.Table) -> ibis.Table:
+    """The customers with each changing attribute the history covers set to its value as of T.
+
+    An attribute is covered when ``history`` has a row for it at all (which attributes a CRM keeps
+    a history of is a property of the table, not of T). For a covered attribute, the value is the
+    one of the customer's ``known_history`` row with the latest ``valid_from``, or NULL when the
+    customer has none (unknown at T); an attribute the history does not cover keeps the
+    customers table's value. Runs in the engine: a window for the latest row, a pivot by
+    conditional aggregation and a left join.
+
+    Args:
+        customers: the normalised customers table (already cut to T).
+        known_history: the ``customer_history`` rows valid from before T.
+        history: the whole ``customer_history`` table (for which attributes it covers).
+
+    Returns:
+        ``customers`` with the same columns; ``credit_limit`` as float64.
+    """
+    attributes = [c for c in MUTABLE_ATTRIBUTES if c in customers.columns]
+    if not attributes:
+        return customers
+    newest = ibis.row_number().over(group_by=[known_history.customer_id, known_history["column"]], order_by=ibis.desc(known_history.valid_from))
+    latest = known_history.mutate(_newest=newest).filter(lambda t: t._newest == 0)
+    pivot = latest.group_by(_history_customer=latest.customer_id).aggregate(
+        **{f"_at_{c}": latest["value"].max(where=latest["column"] == c) for c in attributes}
+    )
+    coverage = history.aggregate(**{f"_covers_{c}": (history["column"] == c).any() for c in attributes})
+    joined = customers.left_join(pivot, customers.customer_id == pivot._history_customer).cross_join(coverage)
+
+    def as_of_value(column: str) -> ibis.Value:
+        value = joined[f"_at_{column}"]
+        if column == "credit_limit":
+            text = value.strip()
+            value = ibis.ifelse(text.re_search(_NUMBER), text.cast(dt.float64), ibis.null(dt.float64))
+        return ibis.ifelse(joined[f"_covers_{column}"].fill_null(False), value, joined[column]).name(column)
+
+    return joined.select(*(as_of_value(c) if c in attributes else joined[c] for c in customers.columns))
 
 
 def _check_required(tables: Mapping[str, object], location: str) -> None:
@@ -515,8 +575,9 @@ def validate_frames(
     """Check CRM tables against the contract.
 
     Missing columns always fail (no row can be saved). Row problems (unparseable dates, negative
-    invoice amounts, due dates before issue dates, unknown customers, duplicated ids, dates in the
-    future of ``as_of``, values outside a column's choices) fail with a message naming table,
+    invoice amounts, due dates before issue dates, unknown customers, duplicated ids or
+    ``customer_history`` facts, dates in the future of ``as_of``, values outside a column's
+    choices, history values that do not fit their attribute) fail with a message naming table,
     column, count and examples, or, with ``on_error="quarantine"``, go to
     ``quarantine_dir/<table>.csv`` with a ``problem`` column while the good rows go on.
 
@@ -592,7 +653,13 @@ def validate_frames(
         if spec.key:
             dup = typed[spec.key].notna() & typed[spec.key].duplicated(keep=False)
             flag(name, spec.key, "with a duplicated id (ids must be unique)", dup, raw)
+        if spec.unique:
+            together = list(spec.unique)
+            dup = typed[together].notna().all(axis=1) & typed.duplicated(subset=together, keep=False)
+            flag(name, spec.unique[-1], f"with the same {', '.join(together)} as another row (keep one)", dup, raw)
         schema = _row_schema_failures(typed, name)
+        if name == "customer_history":
+            schema += _history_value_failures(typed)
         for column, rule, mask in schema:
             flag(name, column, rule, mask, raw)
         clean[name] = typed
@@ -624,6 +691,25 @@ def validate_frames(
     if unknown:
         report.problems.append(Problem(",".join(unknown), "-", "ignored: not a contract table", 0, []))
     return clean, report
+
+
+def _history_value_failures(history: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
+    """A ``customer_history`` value must fit the attribute it sets, as the customers table's would.
+
+    Args:
+        history: the typed ``customer_history`` rows.
+
+    Returns:
+        ``(column, rule, rows breaking it)`` for a credit limit that is not a number of 0 or
+        more and for a value outside the attribute's choices.
+    """
+    attribute, value = history["column"], history["value"]
+    limit_ok = pd.to_numeric(value, errors="coerce").ge(0).fillna(False).astype(bool)
+    out = [("value", "with a credit_limit that is not a number of 0 or more", (attribute == "credit_limit") & value.notna() & ~limit_ok)]
+    for column, allowed in TABLES["customers"].choices.items():
+        wrong = (attribute == column) & value.notna() & ~value.isin(allowed)
+        out.append(("value", f"with a {column} that is not one of {', '.join(allowed)}", wrong))
+    return out
 
 
 def _row_schema_failures(typed: pd.DataFrame, name: str) -> list[tuple[str, str, pd.Series]]:

@@ -1,4 +1,4 @@
-"""Realistic sample CRM data for a wholesaler: customers, orders, complaints, invoices, contacts.
+"""Realistic sample CRM data for a wholesaler: customers, orders, complaints, invoices, contacts, customer history.
 
 The generator simulates each customer month by month over the window of ``years`` ending on ``end``
 and writes only what a CRM would record. Nothing in the tables names the churned customers: churn
@@ -71,10 +71,18 @@ Resulting figures (seed 42, 5,000 customers, 3 years)
     so recency alone ranks churners well (AUC about 0.92); the hidden causes show among the others
     (late payments, complaints per order, contact gaps).
 
+Customer history
+    Every customer's region, segment, channel, settlement terms and credit limit hold from its
+    ``created_at``. 15% of today's credit customers started on cash terms and earned credit (with
+    today's limit) at least a month later; another 30% had a different first credit limit (half to
+    one and a half times today's), changed to today's later. The last row of each customer and
+    attribute is the customers table's value. The history does not drive the simulation, and it
+    draws from its own random stream, so the other tables are the same as without it.
+
 Determinism and chunks
     Customers are simulated in fixed blocks of :data:`BLOCK_SIZE`. Block ``k`` draws from
     ``numpy.random.SeedSequence(seed, spawn_key=(1, k))`` and the manager roster from
-    ``SeedSequence(seed, spawn_key=(0,))``; chunks are whole blocks and ids are numbered in block
+    ``SeedSequence(seed, spawn_key=(0,))`` (its customer history from ``spawn_key=(2, k)``); chunks are whole blocks and ids are numbered in block
     order, so the rows depend on ``(customers, years, seed, end)`` only, never on ``chunk_size``.
 
 Dates are ``datetime64[us]`` at midnight; ids and names are strings (pyarrow-backed ``str``);
@@ -93,10 +101,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features.contract import MUTABLE_ATTRIBUTES
+
 BLOCK_SIZE = 1_000
 """Customers per random-number block; chunks are whole blocks."""
 
-TABLE_NAMES = ("customers", "orders", "complaints", "invoices", "contacts")
+TABLE_NAMES = ("customers", "orders", "complaints", "invoices", "contacts", "customer_history")
 DATE_DTYPE = "datetime64[us]"
 STRING_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
 
@@ -155,6 +165,9 @@ _SLOW_DAYS = 14
 _WINBACK_PER_MONTH = 0.004
 _RETURN_SHARE = 0.03
 _MARGIN_MISSING = 0.02
+_EARNED_CREDIT_SHARE = 0.15  # of credit customers: started on cash terms
+_LIMIT_CHANGE_SHARE = 0.30  # of credit customers: started with another credit limit
+_FIRST_LIMIT_FACTORS = np.array([0.5, 0.6, 0.75, 1.25, 1.5])
 _KEY_REVENUE = 100_000.0  # expected annual revenue at maturity that makes a key account
 _IMPORTANT_REVENUE = 25_000.0
 _TIER_CADENCE = np.array([30.0, 90.0, 180.0])  # callback rhythm in days (key, important, other)
@@ -819,6 +832,49 @@ def _draw_contacts(
     return {k: v[order] for k, v in out.items()}
 
 
+def _draw_history(rng: np.random.Generator, block: _Block, cal: _Calendar) -> dict[str, np.ndarray]:
+    """The block's customer history: each attribute from ``created_at``, and the changes to today's values.
+
+    Args:
+        rng: the block's history stream.
+        block: the customers, with today's attribute values.
+        cal: the window (a change falls in it, at least 30 days after ``created_at``).
+
+    Returns:
+        ``row``, ``column`` (index into :data:`MUTABLE_ATTRIBUTES`), ``value`` (text) and ``day``,
+        sorted by customer, attribute and day.
+    """
+    n = block.size
+    earliest = np.maximum(block.created + 30, cal.start)
+    can_change = block.credit & (earliest <= cal.end)
+    change_day = earliest + np.floor(rng.random(n) * np.maximum(cal.end - earliest + 1, 0))
+    draw = rng.random(n)
+    earned = can_change & (draw < _EARNED_CREDIT_SHARE)
+    limit_changed = can_change & ~earned & (draw < _EARNED_CREDIT_SHARE + _LIMIT_CHANGE_SHARE)
+    today_limit = np.nan_to_num(block.credit_limit)
+    first_limit = np.maximum(5_000.0, np.round(today_limit * rng.choice(_FIRST_LIMIT_FACTORS, n), -3))
+    first_limit = np.where(first_limit == today_limit, today_limit + 5_000.0, first_limit)
+    created = block.created.astype(float)
+    terms = np.asarray(SETTLEMENT_TERMS)[block.settlement]
+    parts = [
+        (np.ones(n, bool), "region", np.asarray(REGIONS)[block.region], created),
+        (np.ones(n, bool), "segment", np.asarray(SEGMENTS)[block.segment], created),
+        (np.ones(n, bool), "channel", np.asarray(CHANNELS)[block.channel], created),
+        (~earned, "settlement_terms", terms, created),
+        (earned, "settlement_terms", np.full(n, "cash"), created),
+        (earned, "settlement_terms", terms, change_day),
+        (block.credit & ~earned & ~limit_changed, "credit_limit", np.char.mod("%.0f", today_limit), created),
+        (limit_changed, "credit_limit", np.char.mod("%.0f", first_limit), created),
+        (earned | limit_changed, "credit_limit", np.char.mod("%.0f", today_limit), change_day),
+    ]
+    rows = np.concatenate([np.flatnonzero(mask) for mask, *_ in parts])
+    columns = np.concatenate([np.full(mask.sum(), MUTABLE_ATTRIBUTES.index(column)) for mask, column, *_ in parts])
+    values = np.concatenate([value[mask] for mask, _, value, _ in parts])
+    days = np.concatenate([day[mask] for mask, *_, day in parts])
+    order = np.lexsort((days, columns, rows))
+    return {"row": rows[order], "column": columns[order], "value": values[order], "day": days[order]}
+
+
 def _company_names(rng: np.random.Generator, segment: np.ndarray) -> list[str]:
     stems = rng.integers(0, len(_NAME_STEMS), segment.size)
     core_pick, suffix_pick = rng.random(segment.size), rng.random(segment.size)
@@ -840,7 +896,7 @@ def _simulate_block(
     counters: _Counters,
     trace: dict[str, object] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Simulate one block of customers and return its five tables.
+    """Simulate one block of customers and return its tables.
 
     Args:
         block_index: the block's number (selects its random stream).
@@ -853,7 +909,7 @@ def _simulate_block(
         trace: if given, receives the latent customers and lifecycle (for calibration).
 
     Returns:
-        The five tables for the block's customers.
+        The tables of :data:`TABLE_NAMES` for the block's customers.
     """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, block_index)))
     block = _draw_customers(rng, size, cal, roster)
@@ -866,6 +922,7 @@ def _simulate_block(
     invoices = _draw_invoices(rng, block, cal, orders)
     contacts = _draw_contacts(rng, block, cal, roster, history, rhythm)
     names = _company_names(rng, block.segment)
+    attribute_history = _draw_history(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, block_index))), block, cal)
     if trace is not None:
         trace.update(block=block, history=history)
 
@@ -936,11 +993,19 @@ def _simulate_block(
                 "kind": _categorical(contacts["kind"], "kind"),
             }
         ),
+        "customer_history": pd.DataFrame(
+            {
+                "customer_id": customer_id(attribute_history["row"]),
+                "column": pd.Series(np.asarray(MUTABLE_ATTRIBUTES)[attribute_history["column"]], dtype=STRING_DTYPE),
+                "value": pd.Series(attribute_history["value"], dtype=STRING_DTYPE),
+                "valid_from": _dates(attribute_history["day"]),
+            }
+        ),
     }
 
 
 def _empty_tables() -> dict[str, pd.DataFrame]:
-    """The five tables with their columns and dtypes, no rows."""
+    """The tables with their columns and dtypes, no rows."""
     no_rows = np.empty(0, np.int64)
     no_days = np.empty(0)
 
@@ -985,6 +1050,7 @@ def _empty_tables() -> dict[str, pd.DataFrame]:
             }
         ),
         "contacts": pd.DataFrame({"customer_id": strings(), "contacted_at": _dates(no_days), "kind": _categorical(no_rows, "kind")}),
+        "customer_history": pd.DataFrame({"customer_id": strings(), "column": strings(), "value": strings(), "valid_from": _dates(no_days)}),
     }
 
 
@@ -995,7 +1061,7 @@ def iter_sample_chunks(
     end: datetime.date = datetime.date(2025, 12, 31),
     chunk_size: int = 10_000,
 ) -> Iterator[dict[str, pd.DataFrame]]:
-    """Yield the five tables for consecutive slices of customers.
+    """Yield the tables of :data:`TABLE_NAMES` for consecutive slices of customers.
 
     Concatenating every chunk gives the whole dataset. Chunks hold whole blocks of
     :data:`BLOCK_SIZE` customers (``chunk_size`` is rounded up to a multiple of it), and each block
@@ -1011,8 +1077,7 @@ def iter_sample_chunks(
         chunk_size: customers per chunk (rounded up to whole blocks); bounds the memory in use.
 
     Returns:
-        An iterator of dicts with the tables ``customers``, ``orders``, ``complaints``,
-        ``invoices`` and ``contacts``.
+        An iterator of dicts with the tables of :data:`TABLE_NAMES`.
     """
     if customers < 0:
         raise ValueError(f"customers must be >= 0, got {customers}")
@@ -1049,8 +1114,7 @@ def generate_sample(
         end: last day of the data.
 
     Returns:
-        The tables ``customers``, ``orders``, ``complaints``, ``invoices`` and ``contacts``, each
-        with a fresh RangeIndex.
+        The tables of :data:`TABLE_NAMES`, each with a fresh RangeIndex.
     """
     chunks = list(iter_sample_chunks(customers, years, seed, end))
     if not chunks:

@@ -56,6 +56,14 @@ def good_tables() -> dict[str, pd.DataFrame]:
             }
         ),
         "contacts": pd.DataFrame({"customer_id": ["c1", "c3"], "contacted_at": ["2024-01-15", "2024-03-15"], "kind": ["call", "visit"]}),
+        "customer_history": pd.DataFrame(
+            {
+                "customer_id": ["c1", "c1", "c2", "c2"],
+                "column": ["credit_limit", "credit_limit", "settlement_terms", "segment"],
+                "value": ["3000", "5000", "cash", "wholesale"],
+                "valid_from": ["2023-01-05", "2024-03-01", "2023-02-01", "2023-02-01"],
+            }
+        ),
     }
 
 
@@ -148,6 +156,61 @@ def test_message_tells_what_to_do() -> None:
     assert "--on-error quarantine" in msg
 
 
+def test_customer_history_missing_column_names_table_and_column() -> None:
+    tables = good_tables()
+    tables["customer_history"] = tables["customer_history"].drop(columns=["valid_from"])
+    assert "table customer_history is missing required column(s) valid_from" in _error(tables)
+
+
+def test_customer_history_of_an_attribute_that_does_not_change() -> None:
+    tables = good_tables()
+    tables["customer_history"].loc[3, "column"] = "name"
+    msg = _error(tables)
+    assert "table customer_history, column column: 1 row(s) with a value that is not one of credit_limit, settlement_terms, segment, channel, region" in msg
+    assert "customer_id=c2" in msg and "column=name" in msg
+
+
+def test_customer_history_unparseable_valid_from() -> None:
+    tables = good_tables()
+    tables["customer_history"].loc[1, "valid_from"] = "since March"
+    msg = _error(tables)
+    assert "table customer_history, column valid_from: 1 row(s) with a date that cannot be parsed" in msg
+    assert "since March" in msg
+
+
+def test_customer_history_twice_on_one_day() -> None:
+    tables = good_tables()
+    tables["customer_history"].loc[0, "valid_from"] = "2024-03-01"
+    msg = _error(tables)
+    assert "table customer_history, column valid_from: 2 row(s) with the same customer_id, column, valid_from as another row" in msg
+
+
+def test_customer_history_value_must_fit_its_attribute() -> None:
+    tables = good_tables()
+    tables["customer_history"].loc[0, "value"] = "lots"
+    tables["customer_history"].loc[2, "value"] = "barter"
+    msg = _error(tables)
+    assert "table customer_history, column value: 1 row(s) with a credit_limit that is not a number of 0 or more" in msg
+    assert "table customer_history, column value: 1 row(s) with a settlement_terms that is not one of cash, prepaid, credit" in msg
+
+
+def test_customer_history_of_an_unknown_customer() -> None:
+    tables = good_tables()
+    tables["customer_history"].loc[3, "customer_id"] = "c99"
+    assert "table customer_history, column customer_id: 1 row(s) for a customer that is not in the customers table" in _error(tables)
+
+
+def test_customer_history_bad_rows_are_quarantined(tmp_path: Path) -> None:
+    tables = good_tables()
+    tables["customer_history"].loc[0, "valid_from"] = "2024-03-01"
+    tables["customer_history"].loc[2, "column"] = "mood"
+    write_dataset(tmp_path / "crm", tables, file_format="csv")
+    ds = open_dataset(tmp_path / "crm", as_of=AS_OF, on_error="quarantine")
+    assert ds.table("customer_history").count().execute() == 1
+    quarantined = pd.read_csv(tmp_path / "crm" / "quarantine" / "customer_history.csv")
+    assert len(quarantined) == 3 and quarantined["problem"].str.contains("valid_from|column").all()
+
+
 def _all_bad() -> dict[str, pd.DataFrame]:
     tables = good_tables()
     tables["orders"] = pd.concat(
@@ -210,9 +273,10 @@ def test_every_store_reads_back_the_same(target: str, tmp_path: Path, request: p
     reference = CRMDataset.from_frames(good_tables(), as_of=AS_OF)
     assert set(ds.tables) == set(reference.tables)
     assert ds.fingerprint() == reference.fingerprint()
-    got = ds.table("invoices").to_pandas().sort_values("invoice_id").reset_index(drop=True)
-    want = reference.table("invoices").to_pandas().sort_values("invoice_id").reset_index(drop=True)
-    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    for name, order in (("invoices", ["invoice_id"]), ("customer_history", ["customer_id", "column", "valid_from"])):
+        got = ds.table(name).to_pandas().sort_values(order).reset_index(drop=True)
+        want = reference.table(name).to_pandas().sort_values(order).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 
 def test_cli_reports_bad_rows_without_traceback(tmp_path: Path) -> None:

@@ -170,3 +170,16 @@ def test_cut_at_reads_what_was_known_then(tmp_path: Path) -> None:
 def test_data_end_date_skips_dates_the_engine_cannot_read(tmp_path: Path) -> None:
     folder = _csv_folder(good_tables(), tmp_path / "crm", _order("o9", "c1", "someday", "5"))
     assert data_end_date(folder) == date(2024, 4, 2)
+
+
+def test_a_malformed_history_row_after_cut_at_is_not_read(tmp_path: Path) -> None:
+    tables = good_tables()
+    later = pd.DataFrame({"customer_id": ["c1"], "column": ["credit_limit"], "value": ["lots"], "valid_from": ["2024-05-10"]})
+    tables["customer_history"] = pd.concat([tables["customer_history"], later], ignore_index=True)
+    write_dataset(tmp_path / "crm", tables, file_format="csv")
+    ds = open_dataset(tmp_path / "crm", as_of=date(2024, 6, 1), cut_at=AS_OF)
+    assert ds.table("customer_history").count().execute() == 4
+    limits = ds.table("customers").to_pandas().set_index("customer_id")["credit_limit"]
+    assert limits["c1"] == 5000.0 and pd.isna(limits["c2"])  # c2's limit has no history: unknown
+    with pytest.raises(DataError, match="table customer_history, column value: 1 row\\(s\\) with a credit_limit that is not a number"):
+        open_dataset(tmp_path / "crm", as_of=date(2024, 6, 1), cut_at=date(2024, 6, 1))

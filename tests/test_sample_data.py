@@ -22,6 +22,7 @@ COLUMNS = {
     "complaints": ["complaint_id", "customer_id", "opened_at", "resolved_at", "severity", "category"],
     "invoices": ["invoice_id", "customer_id", "issued_at", "due_at", "amount", "paid_at"],
     "contacts": ["customer_id", "contacted_at", "kind"],
+    "customer_history": ["customer_id", "column", "value", "valid_from"],
 }
 IDS = {"customers": "customer_id", "orders": "order_id", "complaints": "complaint_id", "invoices": "invoice_id"}
 CATEGORICAL = {
@@ -142,6 +143,23 @@ def test_the_dataset_validator_accepts_the_sample(data: dict[str, pd.DataFrame])
 
     _, report = validate_frames(data, as_of=END)
     assert not [p for p in report.problems if p.rows]
+
+
+def test_customer_history_ends_at_the_customers_table(data: dict[str, pd.DataFrame]) -> None:
+    history, customers = data["customer_history"], data["customers"].set_index("customer_id")
+    assert not history.duplicated(["customer_id", "column", "valid_from"]).any()
+    first = history.groupby(["customer_id", "column"])["valid_from"].min().unstack()
+    assert (first.drop(columns="credit_limit").eq(customers["created_at"].reindex(first.index), axis=0)).all().all()
+    last = history.sort_values("valid_from").groupby(["customer_id", "column"])["value"].last().unstack().reindex(customers.index)
+    for column in ("region", "segment", "channel", "settlement_terms"):
+        assert (last[column] == customers[column].astype(str)).all(), column
+    limit = pd.to_numeric(last["credit_limit"])
+    assert limit.fillna(-1).eq(customers["credit_limit"].fillna(-1)).all()
+    changes = history.groupby(["customer_id", "column"]).size()
+    changed = changes[changes > 1].reset_index()["column"].value_counts()
+    credit = (customers["settlement_terms"] == "credit").sum()
+    assert 0.1 < changed["settlement_terms"] / credit < 0.2  # earned credit after starting on cash terms
+    assert 0.2 < changed["credit_limit"] / credit < 0.4  # a first limit other than today's
 
 
 def test_customers_join_over_the_window_and_some_predate_it(data: dict[str, pd.DataFrame]) -> None:
