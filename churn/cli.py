@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 
 import warnings
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -269,20 +270,26 @@ def train(
 
 
 def _print_training(result: Any, settings: Any) -> None:
-    evaluation = getattr(result.model, "metadata", {}).get("evaluation", "later-period")
-    title = (
-        "test period (a later time than training)"
-        if evaluation == "later-period"
-        else "held-out customers (history too short for a later test period: cross-validated, so optimistic)"
-    )
-    table = Table(title=title)
-    table.add_column("model")
-    for m in ("pr_auc", "roc_auc", "brier", "lift_top10", "capture_top10"):
-        table.add_column(m, justify="right")
-    rows = {"LightGBM (calibrated)": result.metrics, **{f"baseline: {k}": v for k, v in result.baselines.items()}}
-    for name, metrics in rows.items():
-        table.add_row(name, *(f"{metrics.get(m, float('nan')):.3f}" for m in ("pr_auc", "roc_auc", "brier", "lift_top10", "capture_top10")))
+    from training.tracking import candidates_table
+
+    fitted = result.fitted
+    candidates = Table(title="candidates on the validation period (the best one is served, a baseline too)")
+    for col in ("candidate", "ROC-AUC", "PR-AUC", "score", ""):
+        candidates.add_column(col, justify="left" if col in ("candidate", "") else "right")
+    for _, r in candidates_table(fitted).iterrows():
+        candidates.add_row(r["candidate"], f"{r['roc_auc']:.3f}", f"{r['pr_auc']:.3f}", f"{r['score']:.3f}", "chosen" if r["chosen"] else "")
+    out.print(candidates)
+    overlap = ", label windows overlapping: optimistic" if fitted.split.short else ""
+    table = Table(title=f"test period {fitted.split.summary()['test_first']} to {fitted.split.summary()['test_last']} (later than training{overlap})")
+    for col in ("method", "subset", "ROC-AUC", "PR-AUC", "Brier", "lift@10%", "ROC margin (95%)"):
+        table.add_column(col, justify="left" if col in ("method", "subset") else "right")
+    for _, r in fitted.comparison.iterrows():
+        margin = "" if pd.isna(r.get("margin_roc_auc", float("nan"))) else f"{r['margin_roc_auc']:+.3f} ({r['margin_roc_auc_low']:+.3f}, {r['margin_roc_auc_high']:+.3f})"
+        name = f"model: {result.model.kind}" if r["method"] == "model" else r["method"]
+        table.add_row(name, r["subset"], f"{r['roc_auc']:.3f}", f"{r['pr_auc']:.3f}", f"{r['brier']:.3f}", f"{r['lift_top10']:.2f}", margin)
     out.print(table)
+    meta = result.model.metadata
+    out.print(f"served: {meta['recipe']}, refitted on snapshots {meta['train_first']} to {meta['train_last']} (tested version trained to {meta['tested_train_last']})")
     status = "[green]champion[/]" if result.promoted else "[yellow]challenger[/]"
     out.print(f"model {settings.model_name} version {result.version} is {status}: {result.reason}")
     out.print(f"MLflow run {result.run_id} in {settings.tracking_uri}")
@@ -401,13 +408,15 @@ def demo(
     )
 
 
-def _register_import() -> None:
+def _register_commands() -> None:
+    from churn.backtest_cli import backtest_command
     from churn.importer_cli import import_command
 
     app.command("import")(_user_errors(import_command))
+    app.command("backtest")(_user_errors(backtest_command))
 
 
-_register_import()
+_register_commands()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,4 +1,4 @@
-"""The short-history mode (folds of customers) and the BG/NBD prior of the booster."""
+"""A short history: the same forward order without the gaps, each part with its own customers."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.dataset import DataError
-from training.dataset import CUSTOMER_CV, CustomerFolds, ShortHistoryError, SplitConfig, TimeSplit, split_for_training
-from training.model import PRIOR_NAME, ChurnModel, PriorBooster, fit_booster, lgb_params, prepare_features, prior_logit
-from training.train import train_frame
 from training_fixtures import CATEGORICAL, FEATURES, synthetic_training_set
+
+from training.dataset import OVERLAPPING, ShortHistoryError, SplitConfig, split_for_training
+from training.train import fit_frame
 
 PRIOR = "btyd_p_no_order_90d"
 
@@ -26,71 +24,55 @@ def with_prior(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def short() -> pd.DataFrame:
-    return with_prior(synthetic_training_set(customers=400, snapshots=4))
+    weekly = synthetic_training_set(customers=600, snapshots=6)
+    weekly["as_of"] = pd.Timestamp("2022-01-03") + pd.to_timedelta(weekly["as_of"].rank(method="dense").astype(int) * 7, unit="D")
+    return with_prior(weekly)
 
 
-def test_a_short_history_falls_back_to_folds_of_customers(short: pd.DataFrame) -> None:
-    parts = split_for_training(short, horizon_days=90, config=SplitConfig(min_test_customers=50))
-    assert isinstance(parts, CustomerFolds) and parts.evaluation == CUSTOMER_CV
-    assert parts.frame.groupby("customer_id").apply(lambda g: parts.fold[g.index].tolist().count(parts.fold[g.index[0]]) == len(g)).all()
-    assert sorted(set(parts.fold.tolist())) == list(range(parts.k))
-    assert parts.summary()["evaluation"] == CUSTOMER_CV
-    with pytest.raises(ShortHistoryError, match="too little matured history"):
+def test_a_short_history_keeps_time_order_without_gaps_and_gives_each_part_its_own_customers(short: pd.DataFrame) -> None:
+    split = split_for_training(short, horizon_days=90, config=SplitConfig(min_test_customers=50))
+    assert split.evaluation == OVERLAPPING and split.short and split.gap_days == 0
+    assert split.train["as_of"].max() < split.valid["as_of"].min() <= split.valid["as_of"].max() < split.test["as_of"].min()
+    assert split.test["as_of"].max() == short["as_of"].max()
+    customers = [set(p["customer_id"]) for p in (split.train, split.valid, split.test)]
+    assert not customers[0] & customers[1] and not customers[1] & customers[2] and not customers[0] & customers[2]
+    assert not set(split.before_test()["customer_id"]) & customers[2], "the tested model must not learn the test customers' earlier weeks"
+    assert len(split.everything()) == len(short)
+
+
+def test_the_customer_groups_follow_the_seed_not_the_row_order(short: pd.DataFrame) -> None:
+    config = SplitConfig(min_test_customers=50)
+    one = split_for_training(short, horizon_days=90, config=config, seed=1)
+    again = split_for_training(short.sample(frac=1.0, random_state=3), horizon_days=90, config=config, seed=1)
+    other = split_for_training(short, horizon_days=90, config=config, seed=2)
+    assert set(one.test["customer_id"]) == set(again.test["customer_id"])
+    assert set(one.test["customer_id"]) != set(other.test["customer_id"])
+
+
+def test_a_long_history_keeps_the_gaps() -> None:
+    split = split_for_training(synthetic_training_set(customers=200, snapshots=16, seed=3), horizon_days=90, config=SplitConfig(min_test_customers=50))
+    assert not split.short and split.gap_days == 90
+
+
+def test_fewer_than_three_snapshot_dates_is_explained(short: pd.DataFrame) -> None:
+    two = short[short["as_of"] >= sorted(short["as_of"].unique())[-2]]
+    with pytest.raises(ShortHistoryError, match="2 snapshot date.*at least three are needed"):
+        split_for_training(two, horizon_days=90, config=SplitConfig(min_test_customers=50))
+    with pytest.raises(ShortHistoryError, match="honest time split"):
         split_for_training(short, horizon_days=90, config=SplitConfig(min_test_customers=50, short_history="fail"))
 
 
-def test_a_long_history_keeps_the_time_split() -> None:
-    frame = synthetic_training_set(customers=300, snapshots=14)
-    parts = split_for_training(frame, horizon_days=90, config=SplitConfig(min_test_customers=50))
-    assert isinstance(parts, TimeSplit) and parts.evaluation == "later-period"
-
-
-def test_prior_model_contributions_add_up_and_name_the_prior(short: pd.DataFrame, tmp_path: Path) -> None:
-    features = [*FEATURES, PRIOR]
-    categories = {c: sorted(short[c].dropna().astype(str).unique()) for c in CATEGORICAL}
-    x = prepare_features(short, features, categories)
-    y = short["churned"].to_numpy(dtype=int)
-    init = prior_logit(x[PRIOR])
-    params = lgb_params({"num_leaves": 7, "learning_rate": 0.05})
-    booster = fit_booster(x, y, x, y, params, num_boost_round=30, init_scores=(init, init))
-    model = ChurnModel(booster, features, categories, prior_feature=PRIOR)
-    assert isinstance(model.booster, PriorBooster)
-    assert model.contribution_names == [*features, PRIOR_NAME]
-    contrib, base = model.contributions(short)
-    assert contrib.shape == (len(short), len(features) + 1)
-    np.testing.assert_allclose(contrib.sum(1) + base, model.raw_score(short), atol=1e-9)
-    np.testing.assert_allclose(contrib[:, -1], init, atol=1e-12)
-    np.testing.assert_allclose(model.raw_score(short), booster.predict(x, raw_score=True) + init, atol=1e-9)
-    encoded = x.assign(**{c: x[c].cat.codes.replace(-1, np.nan).astype(float) for c in CATEGORICAL}).to_numpy(dtype=float)
-    np.testing.assert_allclose(model.booster.predict(encoded, raw_score=True), model.raw_score(short), atol=1e-9)
-    lgb_shaped = model.booster.predict(encoded, pred_contrib=True)
-    assert lgb_shaped.shape == (len(short), len(features) + 1)
-    np.testing.assert_allclose(lgb_shaped.sum(1), model.raw_score(short), atol=1e-9)
-    loaded = ChurnModel.load(model.save(tmp_path / "m"))
-    assert loaded.prior_feature == PRIOR and loaded.contribution_names == model.contribution_names
-    np.testing.assert_allclose(loaded.predict_proba(short), model.predict_proba(short), atol=1e-12)
-
-
-def test_short_history_training_is_cross_validated_and_starts_from_the_prior(short: pd.DataFrame, tmp_path: Path) -> None:
-    result = train_frame(
-        short, feature_names=[*FEATURES, PRIOR], categorical=CATEGORICAL, horizon_days=90, as_of=date(2023, 1, 1),
-        dataset_name="short", fingerprint="f", trials=2, timeout_s=None,
-        tracking_uri=f"sqlite:///{(tmp_path / 'm.db').as_posix()}", artifact_root=str(tmp_path / "a"),
-        split=SplitConfig(min_test_customers=50),
+def test_short_history_training_tests_forward_and_serves_a_refit_on_every_week(short: pd.DataFrame, tmp_path: Path) -> None:
+    latest = short["as_of"].max()
+    fitted = fit_frame(
+        short, feature_names=[*FEATURES, PRIOR], categorical=CATEGORICAL, horizon_days=90,
+        as_of=(latest + pd.Timedelta(days=90)).date(), trials=2, timeout_s=None, split=SplitConfig(min_test_customers=50),
     )
-    meta = result.model.metadata
-    assert meta["evaluation"] == CUSTOMER_CV and meta["btyd_prior"] is True
-    assert result.split["evaluation"] == CUSTOMER_CV and result.split["train_rows"] == len(short)
-    assert result.model.prior_feature == PRIOR and result.model.contribution_names[-1] == PRIOR_NAME
-    assert result.tuning["trees"] >= 1 and len(result.tuning["fold_trees"]) == 5
-    assert 0.5 < result.metrics["roc_auc"] <= 1.0 and set(result.baselines) >= {"recency_rule", "logistic_rfm"}
-
-
-def test_forcing_the_prior_without_its_column_is_a_clear_error(tmp_path: Path) -> None:
-    frame = synthetic_training_set(customers=200, snapshots=4)
-    with pytest.raises(DataError, match="btyd_prior needs the btyd_p_no_order_90d feature"):
-        train_frame(
-            frame, feature_names=FEATURES, categorical=CATEGORICAL, horizon_days=90, as_of=date(2023, 1, 1),
-            dataset_name="x", fingerprint="f", trials=1, tracking_uri=f"sqlite:///{(tmp_path / 'm.db').as_posix()}",
-            artifact_root=str(tmp_path / "a"), split=SplitConfig(min_test_customers=50), btyd_prior=True,
-        )
+    meta = fitted.model.metadata
+    assert meta["evaluation"] == OVERLAPPING
+    assert meta["train_last"] == latest.date().isoformat()
+    assert fitted.tested.metadata["train_last"] < meta["test_first"]
+    tuning = fitted.selection.tuning
+    assert tuning["params"]["num_leaves"] <= 15, "a short history searches small trees"
+    assert set(fitted.test_proba) == {"model", "recency", "bgnbd", "logistic_rfm"}
+    assert 0.5 < fitted.metrics["roc_auc"] <= 1.0

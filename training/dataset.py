@@ -31,6 +31,8 @@ OVERLAPPING = "later-period-overlap"
 Evaluation = Literal["later-period", "later-period-overlap"]
 SHORT_PART_SHARE = 0.2
 """On a short history, the test and the validation period each take this share of the snapshot dates (at least one)."""
+SHORT_CUSTOMER_SHARES = (0.6, 0.2, 0.2)
+"""On a short history, the shares of customers whose rows may go to training, validation and test."""
 
 
 class ShortHistoryError(DataError):
@@ -91,10 +93,15 @@ class TimeSplit:
         return self.evaluation == OVERLAPPING
 
     def before_test(self) -> pd.DataFrame:
-        """Every matured snapshot whose label was known when the test period began: what the tested model is fitted on."""
+        """Every matured snapshot whose label was known when the test period began (on a short history,
+        of customers outside the test period): what the tested model is fitted on."""
         rows = self.everything()
-        cutoff = pd.to_datetime(self.test["as_of"]).min() - pd.Timedelta(days=self.gap_days)
-        return rows.loc[pd.to_datetime(rows["as_of"]) <= cutoff].reset_index(drop=True)
+        first = pd.to_datetime(self.test["as_of"]).min()
+        dates = pd.to_datetime(rows["as_of"])
+        keep = (dates <= first - pd.Timedelta(days=self.gap_days)) & (dates < first)
+        if self.short:
+            keep &= ~rows["customer_id"].isin(set(self.test["customer_id"]))
+        return rows.loc[keep].reset_index(drop=True)
 
     def everything(self) -> pd.DataFrame:
         """Every matured snapshot, oldest first."""
@@ -248,10 +255,20 @@ def _part_dates(dates: np.ndarray, gap: int, n_test: int, n_valid: int, min_trai
 
 
 def _make_split(
-    frame: pd.DataFrame, found: tuple[np.ndarray, np.ndarray, np.ndarray], *, horizon_days: int, gap: int, evaluation: Evaluation, config: SplitConfig
+    frame: pd.DataFrame,
+    found: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    horizon_days: int,
+    gap: int,
+    evaluation: Evaluation,
+    config: SplitConfig,
+    groups: pd.Series | None = None,
 ) -> TimeSplit:
     as_of = pd.to_datetime(frame["as_of"])
     parts = {name: frame.loc[as_of.isin(d)] for name, d in zip(("train", "valid", "test"), found, strict=True)}
+    if groups is not None:
+        group = frame["customer_id"].astype(str).map(groups)
+        parts = {name: part.loc[group.loc[part.index] == k] for k, (name, part) in enumerate(parts.items())}
     test = parts["test"]
     customers = int(test["customer_id"].nunique())
     churned = int(test[LABEL].astype(int).sum())
@@ -273,18 +290,20 @@ def _make_split(
     )
 
 
-def split_for_training(frame: pd.DataFrame, *, horizon_days: int, config: SplitConfig | None = None) -> TimeSplit:
+def split_for_training(frame: pd.DataFrame, *, horizon_days: int, config: SplitConfig | None = None, seed: int = 42) -> TimeSplit:
     """The time split, or on a short history the same order without the gaps (when the config allows).
 
     The short-history split gives the latest :data:`SHORT_PART_SHARE` of the snapshot dates (at
-    least one) to the test period, as many before them to validation, and the rest to training;
-    parts are still in time order, but neighbouring label windows overlap (``evaluation``
-    "later-period-overlap").
+    least one) to the test period, as many before them to validation, and the rest to training.
+    Parts are still in time order, but neighbouring label windows overlap (``evaluation``
+    "later-period-overlap"), so each part also takes its own customers (:data:`SHORT_CUSTOMER_SHARES`,
+    drawn with ``seed``): a model must not be judged on customers whose next weeks it learned.
 
     Args:
         frame: labelled, matured snapshots.
         horizon_days: the label horizon.
         config: sizes of the time split and the short-history policy.
+        seed: the seed of the short history's customer groups.
 
     Returns:
         The split.
@@ -307,4 +326,7 @@ def split_for_training(frame: pd.DataFrame, *, horizon_days: int, config: SplitC
             f"to {pd.Timestamp(dates[-1]).date()}; at least three are needed (one to fit on, one to choose the model, "
             f"one to test it); give a longer order history, a shorter horizon (`--horizon`), or a later `--as-of`"
         )
-    return _make_split(frame, found, horizon_days=horizon_days, gap=0, evaluation=OVERLAPPING, config=config)
+    ids = np.sort(frame["customer_id"].astype(str).unique())
+    draw = np.random.default_rng(seed).random(len(ids))
+    groups = pd.Series(np.searchsorted(np.cumsum(SHORT_CUSTOMER_SHARES)[:-1], draw, side="right"), index=ids)
+    return _make_split(frame, found, horizon_days=horizon_days, gap=0, evaluation=OVERLAPPING, config=config, groups=groups)

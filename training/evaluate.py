@@ -578,3 +578,30 @@ def compare_methods(
                 found[model][f"margin_{metric}_low"], found[model][f"margin_{metric}_high"] = interval[metric]
         rows.extend(found.values())
     return pd.DataFrame(rows)
+
+
+def plot_margins(table: pd.DataFrame) -> Figure:
+    """The model's margin over the best baseline at each as-of date, per subset, with its 95% interval.
+
+    Args:
+        table: a backtest table (``as_of``, ``subset``, ``method``, ``margin_roc_auc``, ``margin_roc_auc_low/high``,
+            ``margin_pr_auc`` ...).
+
+    Returns:
+        A figure with one panel per metric.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    rows = table[table["method"] == "model"]
+    for ax, metric in zip(axes, ("roc_auc", "pr_auc"), strict=True):
+        for color, (subset, group) in zip(COLORS, rows.groupby("subset", sort=False), strict=False):
+            when = pd.to_datetime(group["as_of"])
+            mid = group[f"margin_{metric}"].to_numpy(dtype=float)
+            err = np.vstack([mid - group[f"margin_{metric}_low"].to_numpy(dtype=float), group[f"margin_{metric}_high"].to_numpy(dtype=float) - mid])
+            ax.errorbar(when, mid, yerr=err, marker="o", capsize=3, color=color, label=subset)
+        ax.axhline(0.0, color="#7a7a7a", linewidth=1)
+        ax.set_title(f"{'ROC-AUC' if metric == 'roc_auc' else 'PR-AUC'} margin over the best baseline")
+        ax.set_xlabel("as of")
+        ax.legend()
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig

@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from training.dataset import LABEL  # noqa: E402
 from training.register import Promotion, apply_promotion, decide_promotion, ensure_experiment, log_churn_model, register, tracking  # noqa: E402
 
 if TYPE_CHECKING:
+    from training.backtest import BacktestConfig, BacktestResult
     from training.train import Fitted
 
 IMPORTANCE_ROWS = 3_000
@@ -203,3 +204,56 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, date | datetime | pd.Timestamp):
         return value.isoformat()
     return str(value)
+
+
+def log_backtest(result: BacktestResult, config: BacktestConfig, *, dataset_name: str, tracking_uri: str | None, artifact_root: str | None) -> str:
+    """Log a backtest: a parent run with the tables and the margins plot, a child run per as-of date.
+
+    Args:
+        result: the backtest's figures.
+        config: what it ran.
+        dataset_name: names the experiment ``churn-backtest/<dataset_name>``.
+        tracking_uri: MLflow tracking URI; default: the project's store.
+        artifact_root: artifact folder for a local store.
+
+    Returns:
+        The parent run's id.
+    """
+    tracking_uri = tracking_uri or default_tracking_uri()
+    artifact_root = artifact_root or str(PROJECT_ROOT / "mlruns" / "artifacts")
+    with tracking(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, f"churn-backtest/{dataset_name}", tracking_uri=tracking_uri, artifact_root=artifact_root)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"backtest-{config.start}-{config.end}") as parent:
+            mlflow.log_params({k: str(v) for k, v in asdict(config).items()} | {"seconds": round(result.seconds, 1)})
+            for _, row in result.summary.iterrows():
+                prefix = f"{row['subset']}_{row['metric']}"
+                mlflow.log_metrics({f"{prefix}_mean_margin": row["mean_margin"], f"{prefix}_margin_low": row["low"], f"{prefix}_margin_high": row["high"], f"{prefix}_wins": row["wins"]})
+            _log_backtest_tables(result)
+            for as_of, rows in result.table.groupby("as_of", sort=True):
+                with mlflow.start_run(experiment_id=experiment_id, run_name=f"as-of-{as_of}", nested=True):
+                    run = result.runs[result.runs["as_of"] == as_of].iloc[0].to_dict()
+                    mlflow.log_params({k: str(v) for k, v in run.items() if not k.startswith("valid_")})
+                    mlflow.log_metrics(_date_metrics(rows, run))
+    return parent.info.run_id
+
+
+def _log_backtest_tables(result: BacktestResult) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, frame in (("backtest.csv", result.table), ("summary.csv", result.summary), ("ablation.csv", result.ablation), ("runs.csv", result.runs)):
+            if not frame.empty:
+                frame.to_csv(folder / name, index=False)
+                mlflow.log_artifact(str(folder / name))
+        fig = ev.plot_margins(result.table)
+        fig.savefig(folder / "margins.png", dpi=110)
+        plt.close(fig)
+        mlflow.log_artifact(str(folder / "margins.png"), artifact_path="plots")
+
+
+def _date_metrics(rows: pd.DataFrame, run: Mapping[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {k: float(v) for k, v in run.items() if k.startswith("valid_") and pd.notna(v)}
+    for _, row in rows.iterrows():
+        for key in ("roc_auc", "pr_auc", "brier", "lift_top10", "margin_roc_auc", "margin_pr_auc"):
+            if key in row and pd.notna(row[key]):
+                out[f"{row['subset']}_{row['method']}_{key}"] = float(row[key])
+    return out

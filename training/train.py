@@ -346,7 +346,7 @@ def fit_frame(
         raise DataError(f"the labelled snapshots lack the feature column(s) {', '.join(missing)}")
     if LABEL not in frame.columns:
         raise DataError(f"the labelled snapshots have no {LABEL} column")
-    parts = split_for_training(matured(frame, horizon_days=horizon_days, as_of=as_of), horizon_days=horizon_days, config=split)
+    parts = split_for_training(matured(frame, horizon_days=horizon_days, as_of=as_of), horizon_days=horizon_days, config=split, seed=seed)
     _say_split(parts, say)
     ctx = Context(list(feature_names), category_lists(parts.everything(), categorical), seed, NUM_THREADS)
     selection = select(parts, ctx, trials=trials, timeout_s=timeout_s, progress=say)

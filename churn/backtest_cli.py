@@ -1,0 +1,91 @@
+"""`churn backtest`: train as of each date, score, and compare with what happened.
+
+Registered by :mod:`churn.cli` as ``app.command("backtest")(backtest_command)``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from churn.settings import load_settings
+from features.dataset import DataError, open_dataset
+from training.backtest import BacktestConfig, BacktestResult, run_backtest
+from training.tracking import log_backtest
+
+_err = Console(stderr=True)
+_out = Console(width=140)
+
+
+def backtest_command(
+    start: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First as-of date YYYY-MM-DD.")],
+    end: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last as-of date YYYY-MM-DD (its outcome must be in the data).")],
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="CRM dataset: folder, .duckdb file or postgresql:// URL [env CHURN_DATA].")] = None,
+    every: Annotated[str, typer.Option("--every", help="Step between as-of dates: 1M (months), 2W (weeks), 14D (days).")] = "1M",
+    horizon: Annotated[Optional[int], typer.Option("--horizon", help="Churn horizon in days (default 90).")] = None,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Optuna trials per training.")] = 10,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.")] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the table to this .csv file.")] = None,
+    ablate: Annotated[Optional[list[str]], typer.Option("--ablate", help="Also train without this feature or feature group (repeatable).")] = None,
+    on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
+) -> None:
+    """Train as of each date (nothing on or after it is read), score, and measure against what happened.
+
+    Example: churn backtest --data data/retail.duckdb --from 2011-04-01 --to 2011-09-01 --every 1M --out backtest.csv
+    """
+    settings = load_settings(data=data, horizon_days=horizon, seed=seed)
+    config = BacktestConfig(
+        start=start.date(), end=end.date(), every=every, horizon_days=settings.horizon_days, active_days=settings.active_days,
+        trials=trials, seed=settings.seed, ablate=tuple(ablate or ()),
+    )
+    if out_file is not None and out_file.suffix != ".csv":
+        raise DataError(f"--out must end in .csv, not {out_file.name}")
+
+    def open_at(t: date):
+        return open_dataset(settings.data, on_error=on_error, cut_at=t)  # type: ignore[arg-type]
+
+    outcomes = open_dataset(settings.data, on_error=on_error)  # type: ignore[arg-type]
+    try:
+        with _err.status("backtest") as status:
+            result = run_backtest(open_at, outcomes, config, progress=lambda msg: status.update(f"backtest: {msg}"))
+        name = outcomes.name()
+    finally:
+        outcomes.close()
+    run_id = log_backtest(result, config, dataset_name=name, tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root)
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        result.table.to_csv(out_file, index=False)
+    _print(result)
+    _out.print(f"MLflow run {run_id} (experiment churn-backtest/{name}) in {settings.tracking_uri}" + (f"; table written to {out_file}" if out_file else ""))
+
+
+def _print(result: BacktestResult) -> None:
+    table = Table(title=f"backtest: {result.table['as_of'].nunique()} as-of dates in {result.seconds:.0f} s")
+    for col in ("as of", "subset", "method", "customers", "churn", "ROC-AUC", "PR-AUC", "Brier", "lift@10%", "ROC margin (95%)"):
+        table.add_column(col, justify="left" if col in ("as of", "subset", "method") else "right")
+    for _, r in result.table.iterrows():
+        margin = "" if pd.isna(r.get("margin_roc_auc")) else f"{r['margin_roc_auc']:+.3f} ({r['margin_roc_auc_low']:+.3f}, {r['margin_roc_auc_high']:+.3f})"
+        method = f"model: {r['chosen']}" if r["method"] == "model" else r["method"]
+        table.add_row(
+            r["as_of"], r["subset"], method, f"{r['customers']:,}", f"{r['churn_rate']:.3f}", f"{r['roc_auc']:.3f}", f"{r['pr_auc']:.3f}",
+            f"{r['brier']:.3f}", f"{r['lift_top10']:.2f}", margin,
+        )
+    _out.print(table)
+    summary = Table(title="the model's mean margin over the best baseline, all dates (95% interval)")
+    for col in ("subset", "metric", "dates won", "mean margin", "interval"):
+        summary.add_column(col)
+    for _, r in result.summary.iterrows():
+        summary.add_row(r["subset"], r["metric"], f"{r['wins']}/{r['dates']}", f"{r['mean_margin']:+.4f}", f"{r['low']:+.4f} to {r['high']:+.4f}")
+    _out.print(summary)
+    if not result.ablation.empty:
+        means = result.ablation.groupby("variant", sort=False)[[c for c in result.ablation.columns if c.endswith(("_roc_auc", "_pr_auc"))]].mean()
+        _out.print("ablation (the model's mean over the dates):")
+        _out.print(means.round(4).to_string())
+    for note in result.notes:
+        _out.print(f"note: {note}", highlight=False)
