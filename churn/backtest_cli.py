@@ -32,6 +32,7 @@ def backtest_command(
     trials: Annotated[int, typer.Option("--trials", min=1, help="Optuna trials per training.")] = 10,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.")] = None,
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the table to this .csv file.")] = None,
+    scores_file: Annotated[Optional[Path], typer.Option("--scores", help="Also write every customer's scores and outcome to this .csv file.")] = None,
     ablate: Annotated[Optional[list[str]], typer.Option("--ablate", help="Also train without this feature or feature group (repeatable).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
 ) -> None:
@@ -44,8 +45,9 @@ def backtest_command(
         start=start.date(), end=end.date(), every=every, horizon_days=settings.horizon_days, active_days=settings.active_days,
         trials=trials, seed=settings.seed, ablate=tuple(ablate or ()),
     )
-    if out_file is not None and out_file.suffix != ".csv":
-        raise DataError(f"--out must end in .csv, not {out_file.name}")
+    for flag, path in (("--out", out_file), ("--scores", scores_file)):
+        if path is not None and path.suffix != ".csv":
+            raise DataError(f"{flag} must end in .csv, not {path.name}")
 
     def open_at(t: date):
         return open_dataset(settings.data, on_error=on_error, cut_at=t)  # type: ignore[arg-type]
@@ -58,9 +60,10 @@ def backtest_command(
     finally:
         outcomes.close()
     run_id = log_backtest(result, config, dataset_name=name, tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root)
-    if out_file is not None:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        result.table.to_csv(out_file, index=False)
+    for path, frame in ((out_file, result.table), (scores_file, result.scores)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(path, index=False)
     _print(result)
     _out.print(f"MLflow run {run_id} (experiment churn-backtest/{name}) in {settings.tracking_uri}" + (f"; table written to {out_file}" if out_file else ""))
 

@@ -50,7 +50,7 @@ def result(data: CRMDataset, store: tuple[str, str]) -> TrainResult:
 def test_trains_registers_and_promotes_on_generated_data(result: TrainResult, store: tuple[str, str]) -> None:
     assert result.promoted and result.model_version == "1"
     assert result.experiment.startswith("churn/")
-    assert {"recency_rule", "logistic_rfm"} <= set(result.baselines)
+    assert {"recency", "bgnbd", "logistic_rfm"} <= set(result.baselines)
     assert 0.0 < result.metrics["pr_auc"] <= 1.0 and result.metrics["roc_auc"] > 0.5
     assert set(result.tiers) <= {"A", "B", "C", "unknown"} and result.tiers
     loaded = load_model(store[0], "churn-e2e")
@@ -63,7 +63,9 @@ def test_as_of_keeps_every_label_before_the_training_date(result: TrainResult) -
     meta = result.model.metadata
     assert meta["as_of"] == AS_OF.isoformat()
     assert date.fromisoformat(meta["test_last"]) + timedelta(days=90) <= AS_OF
-    assert date.fromisoformat(meta["labels_known_until"]) <= date.fromisoformat(meta["test_first"])
+    assert date.fromisoformat(meta["labels_known_until"]) <= AS_OF
+    assert date.fromisoformat(meta["train_last"]) == AS_OF - timedelta(days=90), "the served model learned from the latest matured snapshot"
+    assert date.fromisoformat(meta["tested_train_last"]) < date.fromisoformat(meta["test_first"])
 
 
 @pytest.mark.slow

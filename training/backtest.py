@@ -83,6 +83,7 @@ class BacktestResult:
         summary: per subset and metric, the model's mean margin over the best baseline and its interval.
         ablation: per variant and subset, the mean ROC-AUC and PR-AUC of the model (empty without ``ablate``).
         runs: per as-of date, what training decided (candidate, periods, trees).
+        scores: per as-of date and customer, each method's probability and the outcome (``churned``).
         seconds: wall time.
         notes: what the reader should know (features left out and why).
     """
@@ -91,6 +92,7 @@ class BacktestResult:
     summary: pd.DataFrame
     ablation: pd.DataFrame
     runs: pd.DataFrame
+    scores: pd.DataFrame
     seconds: float
     notes: list[str] = field(default_factory=list)
 
@@ -114,10 +116,10 @@ def as_of_dates(start: date, end: date, every: str) -> list[date]:
         raise DataError(f"--every must look like 1M, 2W or 14D (a number and D, W or M), not {every!r}")
     n, unit = int(match.group(1)), match.group(2).upper()
     step = pd.DateOffset(months=n) if unit == "M" else pd.DateOffset(days=n * (7 if unit == "W" else 1))
-    out, t = [], pd.Timestamp(start)
-    while t <= pd.Timestamp(end):
+    out, k = [], 0
+    while (t := pd.Timestamp(start) + k * step) <= pd.Timestamp(end):
         out.append(t.date())
-        t = t + step
+        k += 1
     if not out:
         raise DataError(f"no as-of date from {start} to {end}: --from must not be after --to")
     return out
@@ -155,6 +157,7 @@ def run_backtest(open_at: OpenAt, outcomes: CRMDataset, config: BacktestConfig, 
         summary=summarise(found, seed=config.seed),
         ablation=pd.DataFrame([row for d in found for row in d.variants]),
         runs=pd.DataFrame([d.run for d in found]),
+        scores=pd.concat([d.scores() for d in found], ignore_index=True),
         seconds=time.perf_counter() - started,
         notes=list(dict.fromkeys(notes)),
     )
@@ -172,6 +175,7 @@ class DateResult:
         y: the outcome of each customer scored at T.
         probas: method to its probabilities on those customers.
         early: which of them ordered in the 90 days before T.
+        customers: their ids.
     """
 
     as_of: date
@@ -181,6 +185,11 @@ class DateResult:
     y: np.ndarray
     probas: dict[str, np.ndarray]
     early: np.ndarray
+    customers: np.ndarray
+
+    def scores(self) -> pd.DataFrame:
+        """One row per customer: ``as_of``, ``customer_id``, ``ordered_90d``, each method's probability, ``churned``."""
+        return pd.DataFrame({"as_of": self.as_of.isoformat(), "customer_id": self.customers, "ordered_90d": self.early, **self.probas, LABEL: self.y})
 
 
 def _one_date(known: CRMDataset, outcomes: CRMDataset, t: date, config: BacktestConfig, notes: list[str], say: Progress) -> DateResult:
@@ -204,7 +213,8 @@ def _one_date(known: CRMDataset, outcomes: CRMDataset, t: date, config: Backtest
         variants.append(_variant_row(t, f"without {name}", snapshot, y, _fit(frame, dropped, t, config, lambda _m: None)))
     model_row = table[(table["method"] == "model") & (table["subset"] == "all")].iloc[0]
     say(f"as of {t}: {fitted.model.kind} ROC-AUC {model_row['roc_auc']:.3f}, margin {model_row['margin_roc_auc']:+.3f} over {model_row['best_baseline']}")
-    return DateResult(t, table, variants, _run_row(t, fitted), y, probas, ev.subset_mask(snapshot, "ordered_90d"))
+    early = ev.subset_mask(snapshot, "ordered_90d")
+    return DateResult(t, table, variants, _run_row(t, fitted), y, probas, early, snapshot["customer_id"].astype(str).to_numpy())
 
 
 def summarise(found: Sequence[DateResult], *, draws: int = 500, seed: int = 0) -> pd.DataFrame:

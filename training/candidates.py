@@ -48,6 +48,8 @@ BASELINES = ("recency", "bgnbd", "logistic_rfm")
 TREES = ("lightgbm", "lightgbm_bgnbd")
 CANDIDATES = (*BASELINES, *TREES, "blend")
 SE_ROWS = 20_000
+SIGNIFICANT = 1.645
+"""A lead over the blend counts when it exceeds this many standard errors (5%, one-sided)."""
 """Every candidate, simplest first: on equal validation scores the simpler one wins."""
 DESCRIPTIONS = {
     "recency": "the recency rule: the longer since the last order, the likelier lost",
@@ -267,12 +269,13 @@ def select(split: TimeSplit, ctx: Context, *, trials: int, timeout_s: float | No
 
 
 def choose(metrics: Mapping[str, Mapping[str, float]], margins: Mapping[str, np.ndarray], y: np.ndarray, *, seed: int) -> str:
-    """The candidate to serve: the best validation score, unless the blend is within one standard error of it.
+    """The candidate to serve: the best validation score, unless its lead over the blend is within the noise.
 
     A validation period of a few hundred customers cannot tell apart candidates a few thousandths
     apart, and the period the model will serve lies further ahead still. The blend, which averages
-    different kinds of model, is then the safer choice (measured on the rolling backtest); a single
-    candidate must beat it by more than the noise. On equal scores the simpler candidate wins.
+    different kinds of model, is the safer choice there (measured on the rolling backtest), so a
+    single candidate replaces it only when its lead is significant at 5% (one-sided, paired bootstrap
+    over the validation customers). On equal scores the simpler candidate wins.
 
     Args:
         metrics: candidate to its validation figures (``score``).
@@ -287,7 +290,7 @@ def choose(metrics: Mapping[str, Mapping[str, float]], margins: Mapping[str, np.
     if best == "blend" or "blend" not in metrics:
         return best
     gap = metrics[best]["score"] - metrics["blend"]["score"]
-    return "blend" if gap <= _score_gap_se(y, margins[best], margins["blend"], seed=seed) else best
+    return "blend" if gap <= SIGNIFICANT * _score_gap_se(y, margins[best], margins["blend"], seed=seed) else best
 
 
 def _score_gap_se(y: np.ndarray, ours: np.ndarray, theirs: np.ndarray, *, seed: int, draws: int = 200) -> float:
