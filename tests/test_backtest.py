@@ -137,5 +137,5 @@ def test_an_outcome_not_yet_known_is_a_clear_message(sample: dict[str, pd.DataFr
     store = tmp_path / "crm.duckdb"
     write_dataset(store, sample)
     done = subprocess.run([CHURN, "backtest", "--data", str(store), "--from", "2025-11-01", "--to", "2025-11-01"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and "not known yet" in done.stderr and "--to 2025-10-02" in done.stderr
+    assert done.returncode == 2 and "not known yet" in done.stderr and "--to 2025-10-03" in done.stderr and "2025-12-31" in done.stderr
     assert "Traceback" not in done.stderr

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -145,7 +145,11 @@ def run_backtest(open_at: OpenAt, outcomes: CRMDataset, config: BacktestConfig, 
     dates = as_of_dates(config.start, config.end, config.every)
     last = pd.Timestamp(outcomes.end_date()) - pd.Timedelta(days=config.horizon_days)
     if pd.Timestamp(dates[-1]) > last:
-        raise DataError(f"the outcome at {dates[-1]} is not known yet: the data end on {outcomes.end_date()}; use --to {last.date()} or earlier")
+        newest = outcomes.end_date() - timedelta(days=1)
+        raise DataError(
+            f"the outcome at {dates[-1]} is not known yet: it needs {config.horizon_days} days of orders after it, "
+            f"and the newest order is dated {newest}; use --to {last.date()} or earlier"
+        )
     notes: list[str] = []
     found = []
     for t in dates:
@@ -334,5 +338,7 @@ def _run_row(t: date, fitted: Fitted) -> dict[str, object]:
         "test_first": meta.get("test_first"),
         "test_last": meta.get("test_last"),
         "training_rows": len(fitted.split.everything()),
+        "trees": str(fitted.selection.tuning.get("trees", {})),
+        "params": str({k: round(v, 4) if isinstance(v, float) else v for k, v in fitted.selection.tuning.get("params", {}).items()}),
         **{f"valid_{k}_score": m["score"] for k, m in fitted.selection.metrics.items()},
     }

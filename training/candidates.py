@@ -1,10 +1,10 @@
 """The candidates a training run compares on the validation period, and the recipe of each.
 
 A candidate is built from parts (:data:`PARTS`): the three simple baselines a retention analyst would
-build in an afternoon, and LightGBM with and without the BG/NBD starting score. ``blend`` stacks the
-better LightGBM with the logistic RFM model and BG/NBD: the mean of their margins, each scaled to
-unit spread on the validation period (equal votes; weights fitted on a few hundred validation rows
-were measured to choose worse). Whichever candidate scores best on the validation period wins,
+build in an afternoon, and LightGBM with and without the BG/NBD starting score. ``blend`` averages the
+better LightGBM (on validation) with the logistic RFM model and BG/NBD: the mean of their margins,
+each scaled to unit spread on the validation period (equal votes: weights fitted on a few hundred
+validation rows, and a blend of both LightGBM models, were measured to do worse on the backtest). Whichever candidate scores best on the validation period wins,
 a baseline too.
 
 A :class:`Recipe` is what the validation period chose (parts, blend weights, LightGBM parameters and
@@ -57,7 +57,7 @@ DESCRIPTIONS = {
     "logistic_rfm": "logistic regression on recency, frequency and value (and their RFM scores)",
     "lightgbm": "LightGBM on every feature",
     "lightgbm_bgnbd": "LightGBM on every feature, boosted from the BG/NBD chance of no order",
-    "blend": "a weighted blend of LightGBM, the logistic RFM model and BG/NBD",
+    "blend": "the mean of LightGBM, the logistic RFM model and BG/NBD (equal votes)",
 }
 
 
