@@ -22,6 +22,7 @@ not drop out).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Literal
@@ -336,9 +337,14 @@ def rfm_summary(
     return out
 
 
-def btyd_feature_names(horizon_days: int = 90) -> list[str]:
-    """The columns :func:`btyd_features` returns for a horizon."""
-    return [f"btyd_expected_orders_{horizon_days}d", "btyd_p_alive", f"btyd_p_no_order_{horizon_days}d"]
+def btyd_feature_names(horizon_days: int = 90, no_order_horizons: Sequence[int] = ()) -> list[str]:
+    """The columns :func:`btyd_features` returns for a horizon (and further horizons of the chance of no order)."""
+    more = [f"btyd_p_no_order_{days}d" for days in _more_horizons(horizon_days, no_order_horizons)]
+    return [f"btyd_expected_orders_{horizon_days}d", "btyd_p_alive", f"btyd_p_no_order_{horizon_days}d", *more]
+
+
+def _more_horizons(horizon_days: int, no_order_horizons: Sequence[int]) -> list[int]:
+    return [days for days in dict.fromkeys(no_order_horizons) if days != horizon_days]
 
 
 def btyd_features(
@@ -351,6 +357,7 @@ def btyd_features(
     time_unit_days: float = 7.0,
     count_by: CountBy = "day",
     customers: pd.Index | list[str] | None = None,
+    no_order_horizons: Sequence[int] = (),
 ) -> pd.DataFrame:
     """BTYD figures per customer as of a date, fitted on every customer's orders before it (no leakage).
 
@@ -363,25 +370,32 @@ def btyd_features(
         time_unit_days: days per time unit (7: weeks).
         count_by: repeat order "day"s (default) or "order"s.
         customers: return these customers only (those without an order before ``as_of`` get NaN).
+        no_order_horizons: further horizons in days for the chance of no order, from the same fit.
 
     Returns:
         Indexed by ``customer_id``: ``btyd_expected_orders_<H>d`` (expected orders in the next
-        ``horizon_days``), ``btyd_p_alive`` and ``btyd_p_no_order_<H>d``. ``attrs`` holds the fitted
+        ``horizon_days``), ``btyd_p_alive``, ``btyd_p_no_order_<H>d`` and ``btyd_p_no_order_<N>d``
+        for each further horizon (see :func:`btyd_feature_names`). ``attrs`` holds the fitted
         parameters, the variant and whether the fit converged.
     """
     summary = rfm_summary(orders, as_of, time_unit_days=time_unit_days, count_by=count_by)
-    names = btyd_feature_names(horizon_days)
+    names = btyd_feature_names(horizon_days, no_order_horizons)
     if summary.empty:
         out = pd.DataFrame(columns=names, index=pd.Index([], name="customer_id", dtype="string"), dtype="float64")
     else:
         model = BetaGeoModel(variant=variant, penalizer=penalizer).fit(summary["frequency"], summary["recency"], summary["T"])
         t = horizon_days / time_unit_days
         args = (summary["frequency"], summary["recency"], summary["T"])
+        more = {
+            name: model.p_no_order(days / time_unit_days, *args)
+            for name, days in zip(names[3:], _more_horizons(horizon_days, no_order_horizons), strict=True)
+        }
         out = pd.DataFrame(
             {
                 names[0]: model.expected_orders(t, *args),
                 names[1]: model.p_alive(*args),
                 names[2]: model.p_no_order(t, *args),
+                **more,
             },
             index=summary.index,
         )

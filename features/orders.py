@@ -4,6 +4,13 @@ An order is a row with a positive amount; a return (negative amount) is not an o
 deducted from revenue and counted in the returns share. Rows with a zero amount count as neither.
 The usual gap between orders is taken over distinct order days, so two orders on one day are
 one visit, not a gap of zero.
+
+The rhythm columns compare the customer with its own past: the current silence against the gaps
+it has had (``silence_percentile``), its last gap against its usual one (``last_gap_ratio``), how
+much its order sizes vary (``order_value_cv_365d``), how often it orders (``order_rate_365d``), and
+its orders in the same 90-day season a year ago (``orders_same_season_last_year``), which is
+missing for every customer while the data do not reach back to that season's first day (the
+oldest order of any customer is after T - 365 days), so that "no data" never reads as "no orders".
 """
 
 from __future__ import annotations
@@ -15,9 +22,22 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from features.dataset import CRMDataset
-from features.registry import PointInTime, attach, days_between, ratio, trend
+from features.registry import (
+    FEATURES,
+    PointInTime,
+    attach,
+    days_between,
+    model_features,
+    ratio,
+    trend,
+)
 
 Aggregate = Callable[[ir.Table, PointInTime], ir.Scalar]
+
+SEASON_DAYS = 90
+"""The season of ``orders_same_season_last_year``: the 90 days from the same date a year before T."""
+RATE_PER_DAYS = 30
+"""``order_rate_365d`` counts order days per 30 days (about a month)."""
 
 
 def _is_order(o: ir.Table) -> ir.BooleanColumn:
@@ -119,6 +139,16 @@ def returned_value_365d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
     return _sum_within(-o.amount, (o.amount < 0) & at.within(o.order_date, 365))
 
 
+def orders_365d_to_275d_ago(o: ir.Table, at: PointInTime) -> ir.IntegerScalar:
+    """Orders in [T - 365 days, T - 275 days): the 90 days from the same date a year before T."""
+    return o.order_id.count(where=_is_order(o) & at.between(o.order_date, 365, 365 - SEASON_DAYS))
+
+
+def order_value_sd_365d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """Sample standard deviation of the order values in the 365 days before T; missing with fewer than two orders."""
+    return o.amount.std(where=_is_order(o) & at.within(o.order_date, 365)).cast(dt.float64)
+
+
 def margin_365d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
     """Gross margin in the 365 days before T; missing when no row in the window has a margin."""
     return o.margin.sum(where=at.within(o.order_date, 365)).cast(dt.float64)
@@ -145,16 +175,31 @@ YEAR: tuple[Aggregate, ...] = (
     ordered_value_180d,
     ordered_value_365d,
     returned_value_365d,
+    orders_365d_to_275d_ago,
 )
-"""Aggregates over the orders of the 365 days before T (read from those rows only)."""
+"""Counts and sums over the orders of the 365 days before T (read from those rows only); 0 without rows."""
+YEAR_SPREAD: tuple[Aggregate, ...] = (order_value_sd_365d,)
+"""Aggregates over the same rows that stay missing where they are undefined."""
 MARGIN_AGGREGATES: tuple[Aggregate, ...] = (margin_365d, margin_base_365d)
+
+
+def days_since_oldest_order(h: ir.Table) -> ir.FloatingColumn:
+    """Days from the oldest order in the data (any customer's) to T: how far back the history reaches.
+
+    Args:
+        h: the per-customer history aggregates of every customer with orders before T.
+
+    Returns:
+        The same number on every row.
+    """
+    return h.days_since_first_order.max().over()
 
 
 def order_gaps(orders: ir.Table) -> ir.Table:
     """Days between consecutive order days of each customer, dated by the later order.
 
     A gap dated before T involves only orders before T, so the gaps of the whole history can be
-    computed once and filtered by date for every snapshot (see :func:`median_gap_days`).
+    computed once and filtered by date for every snapshot (see :func:`known_gaps`).
 
     Args:
         orders: an orders table (cut at T or not).
@@ -168,18 +213,49 @@ def order_gaps(orders: ir.Table) -> ir.Table:
     return placed.mutate(gap=days_between(previous, placed.order_date)).filter(ibis._.gap > 0)
 
 
-def median_gap_days(gaps: ir.Table, at: PointInTime) -> ir.Table:
-    """The customer's usual gap between orders: the median of the gaps between its order days before T.
+def known_gaps(gaps: ir.Table, history: ir.Table, at: PointInTime) -> ir.Table:
+    """The gaps dated before T, each with its customer's days since the last order.
 
     Args:
         gaps: :func:`order_gaps` of the orders (any later gaps are filtered out here).
+        history: per customer, ``days_since_last_order`` (the :data:`HISTORY` aggregates).
         at: the as-of date.
 
     Returns:
-        ``customer_id``, ``median_gap_days`` for customers with at least two order days before T.
+        ``customer_id``, ``order_date``, ``gap`` and ``days_since_last_order``; a customer with one
+        order day before T has no row.
     """
     known = gaps.filter(gaps.order_date < at.t)
-    return known.group_by("customer_id").aggregate(median_gap_days=known.gap.median().cast(dt.float64))
+    return known.join(history.select("customer_id", "days_since_last_order"), "customer_id")
+
+
+def median_gap_days(g: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """The customer's usual gap between orders: the median of the gaps between its order days before T."""
+    return g.gap.median().cast(dt.float64)
+
+
+def gap_count(g: ir.Table, at: PointInTime) -> ir.IntegerScalar:
+    """Gaps between order days before T (order days less one)."""
+    return g.gap.count()
+
+
+def gaps_shorter_than_silence(g: ir.Table, at: PointInTime) -> ir.IntegerScalar:
+    """Gaps before T shorter than the current silence (the days since the last order)."""
+    return g.gap.count(where=g.gap < g.days_since_last_order)
+
+
+def last_gap_days(g: ir.Table, at: PointInTime) -> ir.FloatingScalar:
+    """The last gap between order days before T: the one dated on the last order day."""
+    return g.gap.max(where=at.days_since(g.order_date) == g.days_since_last_order).cast(dt.float64)
+
+
+def gaps_365d(g: ir.Table, at: PointInTime) -> ir.IntegerScalar:
+    """Gaps dated in the 365 days before T: the order days in that window other than the customer's first."""
+    return g.gap.count(where=at.within(g.order_date, 365))
+
+
+GAPS: tuple[Aggregate, ...] = (median_gap_days, gap_count, gaps_shorter_than_silence, last_gap_days, gaps_365d)
+"""Aggregates over :func:`known_gaps`; customers with fewer than two order days before T get none."""
 
 
 # derived from the aggregates
@@ -227,30 +303,56 @@ def margin_rate_365d(c: ir.Table) -> ir.FloatingColumn:
     return ratio(c.margin_365d, c.margin_base_365d)
 
 
-COLUMNS: tuple[str, ...] = (
-    "days_since_last_order",
-    "days_since_first_order",
-    "median_gap_days",
-    "overdue_ratio",
-    "orders_30d",
-    "orders_90d",
-    "orders_180d",
-    "orders_365d",
-    "orders_trend_90d",
-    "revenue_90d",
-    "revenue_180d",
-    "revenue_365d",
-    "revenue_trend_90d",
-    "revenue_trend_180d",
-    "avg_order_value_365d",
-    "avg_order_value_trend_90d",
-    "returns_share_365d",
+def silence_percentile(c: ir.Table) -> ir.FloatingColumn:
+    """Share of the past gaps shorter than the current silence, smoothed: (shorter + 0.5) / (gaps + 1); missing without a gap."""
+    return (c.gaps_shorter_than_silence.cast(dt.float64) + 0.5) / (c.gap_count.cast(dt.float64) + 1.0)
+
+
+def last_gap_ratio(c: ir.Table) -> ir.FloatingColumn:
+    """The last gap between order days over the usual (median) gap; above 1 means slowing down."""
+    return ratio(c.last_gap_days, c.median_gap_days)
+
+
+def order_value_cv_365d(c: ir.Table) -> ir.FloatingColumn:
+    """Coefficient of variation of the order values in the 365 days before T: standard deviation / mean."""
+    return ratio(c.order_value_sd_365d, avg_order_value_365d(c))
+
+
+def order_days_365d(c: ir.Table) -> ir.IntegerColumn:
+    """Distinct order days in the 365 days before T: one per gap dated there, plus the first order day if it is there."""
+    first_in_window = ibis.ifelse(c.days_since_first_order <= 365, 1, 0)
+    return c.gaps_365d.coalesce(0) + first_in_window
+
+
+def order_rate_365d(c: ir.Table) -> ir.FloatingColumn:
+    """Order days per 30 days over the 365 days before T, or since the first order when that is shorter."""
+    return ratio(order_days_365d(c) * RATE_PER_DAYS, ibis.least(c.days_since_first_order, 365.0))
+
+
+def orders_same_season_last_year(c: ir.Table) -> ir.IntegerColumn:
+    """Orders in the 90 days from the same date a year before T; missing when the oldest order in the data is later."""
+    return ibis.ifelse(c.days_since_oldest_order >= 365, c.orders_365d_to_275d_ago, ibis.null(dt.int64))
+
+
+DERIVED: tuple[Callable[[ir.Table], ir.Column], ...] = (
+    overdue_ratio,
+    orders_trend_90d,
+    revenue_trend_90d,
+    revenue_trend_180d,
+    avg_order_value_365d,
+    avg_order_value_trend_90d,
+    returns_share_365d,
+    silence_percentile,
+    last_gap_ratio,
+    order_value_cv_365d,
+    order_rate_365d,
+    orders_same_season_last_year,
 )
-MARGIN_COLUMNS: tuple[str, ...] = ("margin_365d", "margin_rate_365d")
+"""Columns computed from the aggregates of one customer."""
 
 
 def order_features(known: CRMDataset, at: PointInTime, population: ir.Table, gaps: ir.Table | None = None) -> ir.Table:
-    """The orders group of the snapshot.
+    """The orders group of the snapshot: every order before T read once, the gaps between order days once.
 
     Args:
         known: the dataset cut at T (nothing dated on or after T).
@@ -259,23 +361,22 @@ def order_features(known: CRMDataset, at: PointInTime, population: ir.Table, gap
         gaps: :func:`order_gaps` computed once for many snapshots; default: from ``known``.
 
     Returns:
-        ``customer_id`` and the recency, frequency and value columns, one row per population customer.
+        ``customer_id`` and the orders group's features of the registry that the data can feed,
+        one row per population customer.
     """
     orders = known.table("orders")
     has_margin = "margin" in orders.columns
     year = orders.filter(at.within(orders.order_date, 365))
-    year_aggregates = YEAR + (MARGIN_AGGREGATES if has_margin else ())
+    year_aggregates = YEAR + YEAR_SPREAD + (MARGIN_AGGREGATES if has_margin else ())
     history = orders.group_by("customer_id").aggregate(**{f.__name__: f(orders, at) for f in HISTORY})
+    history = history.mutate(days_since_oldest_order=days_since_oldest_order(history))
     last_year = year.group_by("customer_id").aggregate(**{f.__name__: f(year, at) for f in year_aggregates})
-    gaps = order_gaps(orders) if gaps is None else gaps
-    c = attach(attach(attach(population, history), last_year), median_gap_days(gaps, at))
+    g = known_gaps(order_gaps(orders) if gaps is None else gaps, history, at)
+    gap_aggregates = g.group_by("customer_id").aggregate(**{f.__name__: f(g, at) for f in GAPS})
+    c = attach(attach(attach(population, history), last_year), gap_aggregates)
     c = c.mutate(**{f.__name__: c[f.__name__].coalesce(0) for f in YEAR})  # active, but not in the last 365 days
-    derived = {
-        f.__name__: f(c)
-        for f in (overdue_ratio, orders_trend_90d, revenue_trend_90d, revenue_trend_180d, avg_order_value_365d, avg_order_value_trend_90d, returns_share_365d)
-    }
+    derived = {f.__name__: f(c) for f in DERIVED}
     if has_margin:
         derived["margin_rate_365d"] = margin_rate_365d(c)
     c = c.mutate(**derived)
-    keep = ["customer_id", *COLUMNS, *(MARGIN_COLUMNS if has_margin else ())]
-    return c.select(*keep)
+    return c.select("customer_id", *(name for name in model_features(known) if FEATURES[name].group == "orders"))

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 Group = Literal["orders", "complaints", "receivables", "contacts", "tiers", "btyd"]
 Kind = Literal["numeric", "categorical"]
 
-FEATURE_SET_VERSION = "1.1"
+FEATURE_SET_VERSION = "1.2"
 """Raise the minor number when a feature is added, the major one when a definition changes."""
 
 
@@ -102,6 +102,12 @@ _SPECS: tuple[FeatureSpec, ...] = (
     _f("returns_share_365d", "orders", "returns as a share of ordered value in the last 365 days", "orders"),
     _f("margin_365d", "orders", "gross margin earned in the last 365 days", "orders", "orders.margin"),
     _f("margin_rate_365d", "orders", "gross margin as a share of revenue in the last 365 days", "orders", "orders.margin"),
+    # orders: rhythm, against the customer's own past
+    _f("silence_percentile", "orders", "how unusual the current silence is for this customer (0.5 = typical, near 1 = longer than almost every gap between its orders so far)", "orders"),
+    _f("last_gap_ratio", "orders", "the latest gap between orders against the customer's usual gap (above 1 = its rhythm is slowing, below 1 = speeding up)", "orders"),
+    _f("order_value_cv_365d", "orders", "how irregular the customer's order sizes are over the last 365 days (spread against the average order; 0 = always the same)", "orders"),
+    _f("orders_same_season_last_year", "orders", "orders in the same 90-day season a year ago (the 90 days from this date last year)", "orders"),
+    _f("order_rate_365d", "orders", "how often the customer orders: order days per month over the last 365 days (or since its first order, if younger)", "orders"),
     # complaints
     _f("complaints_90d", "complaints", "complaints in the last 90 days", "complaints"),
     _f("complaints_365d", "complaints", "complaints in the last 365 days", "complaints"),
@@ -144,7 +150,9 @@ _SPECS: tuple[FeatureSpec, ...] = (
     # btyd: the buy-till-you-die model (modified BG/NBD) fitted on every customer's orders before T
     _f("btyd_expected_orders_90d", "btyd", "orders expected in the next 90 days by the buy-till-you-die model", "orders"),
     _f("btyd_p_alive", "btyd", "chance the customer is still buying, by the buy-till-you-die model", "orders"),
+    _f("btyd_p_no_order_30d", "btyd", "chance of no order in the next 30 days by the buy-till-you-die model", "orders"),
     _f("btyd_p_no_order_90d", "btyd", "chance of no order in the next 90 days by the buy-till-you-die model", "orders"),
+    _f("btyd_p_no_order_180d", "btyd", "chance of no order in the next 180 days by the buy-till-you-die model", "orders"),
 )
 
 FEATURES: dict[str, FeatureSpec] = {spec.name: spec for spec in _SPECS}
@@ -153,6 +161,8 @@ NUMERIC: tuple[str, ...] = tuple(s.name for s in _SPECS if s.kind == "numeric")
 
 BTYD_HORIZON_DAYS = 90
 """The horizon of the ``btyd_*`` figures (fixed, so that their names and meaning do not depend on the label horizon)."""
+BTYD_NO_ORDER_HORIZONS: tuple[int, ...] = (30, 180)
+"""Further horizons of the chance of no order (``btyd_p_no_order_<N>d``), from the same fitted model."""
 BTYD: tuple[str, ...] = tuple(s.name for s in _SPECS if s.group == "btyd")
 """Features computed outside the engine query (a model fitted in Python per as-of date), joined afterwards."""
 BTYD_PRIOR_FEATURE = "btyd_p_no_order_90d"

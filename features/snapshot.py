@@ -24,7 +24,7 @@ from features.dataset import CRMDataset, DataError
 from features.orders import active_customers, order_features
 from features.receivables import receivable_features
 from features.btyd import btyd_features
-from features.registry import BTYD, BTYD_HORIZON_DAYS, DESCRIPTIVE, FEATURES, PointInTime, model_features
+from features.registry import BTYD, BTYD_HORIZON_DAYS, BTYD_NO_ORDER_HORIZONS, DESCRIPTIVE, FEATURES, PointInTime, model_features
 from features.tiers import tier_features
 
 if TYPE_CHECKING:
@@ -94,10 +94,11 @@ def snapshot_expr(data: CRMDataset, as_of: date, active_days: int = 365, gaps: i
 def add_btyd_features(frame: pd.DataFrame, data: CRMDataset, as_of: date) -> pd.DataFrame:
     """Join the ``btyd_*`` figures of each customer onto an executed snapshot (when the data can feed them).
 
-    The modified BG/NBD (penalizer 0.1, time in weeks, repeat order days) is fitted on every
+    The modified BG/NBD (penalizer 0.1, time in weeks, repeat order days) is fitted once on every
     customer's orders before T, not only the snapshot's population, and gives each customer the
-    expected orders, the chance of being alive and the chance of no order in the next
-    :data:`~features.registry.BTYD_HORIZON_DAYS` days.
+    expected orders and the chance of no order in the next
+    :data:`~features.registry.BTYD_HORIZON_DAYS` days, the chance of being alive, and the chance of
+    no order at the :data:`~features.registry.BTYD_NO_ORDER_HORIZONS`.
 
     Args:
         frame: the engine's result of :func:`snapshot_expr` at ``as_of`` (with ``customer_id``).
@@ -117,7 +118,8 @@ def add_btyd_features(frame: pd.DataFrame, data: CRMDataset, as_of: date) -> pd.
         for name in wanted:
             out[name] = pd.Series(dtype="float64")
         return out
-    figures = btyd_features(data.cut(as_of).table("orders"), as_of, BTYD_HORIZON_DAYS, customers=ids.tolist())
+    orders = data.cut(as_of).table("orders")
+    figures = btyd_features(orders, as_of, BTYD_HORIZON_DAYS, customers=ids.tolist(), no_order_horizons=BTYD_NO_ORDER_HORIZONS)
     for name in wanted:
         out[name] = figures[name].to_numpy(dtype="float64", na_value=float("nan"))
     return out

@@ -156,3 +156,29 @@ def test_btyd_features_are_point_in_time() -> None:
     assert features.attrs["converged"]
     assert features.notna().all().all()
     assert ((features["btyd_p_no_order_90d"] >= 0) & (features["btyd_p_no_order_90d"] <= 1)).all()
+
+
+def test_further_horizons_come_from_the_same_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    orders = _orders()
+    as_of = date(2024, 2, 26)
+    one = btyd_features(orders, as_of, 90)
+    fits = []
+    fit = BetaGeoModel.fit
+
+    def counted_fit(self: BetaGeoModel, *args: pd.Series) -> BetaGeoModel:
+        fits.append(args)
+        return fit(self, *args)
+
+    monkeypatch.setattr(BetaGeoModel, "fit", counted_fit)
+    three = btyd_features(orders, as_of, 90, no_order_horizons=(30, 180, 90, 30))
+    assert len(fits) == 1
+    assert btyd_feature_names(90, (30, 180, 90, 30)) == [*btyd_feature_names(90), "btyd_p_no_order_30d", "btyd_p_no_order_180d"]
+    assert list(three.columns) == btyd_feature_names(90, (30, 180))
+    pd.testing.assert_frame_equal(three[one.columns], one)
+    summary = rfm_summary(orders, as_of)
+    model = fit(BetaGeoModel(variant="mbgnbd", penalizer=0.1), summary["frequency"], summary["recency"], summary["T"])
+    for days in (30, 180):
+        expected = model.p_no_order(days / 7.0, summary["frequency"], summary["recency"], summary["T"])
+        np.testing.assert_allclose(three[f"btyd_p_no_order_{days}d"].to_numpy(), expected, rtol=1e-12)
+    assert (three["btyd_p_no_order_30d"] >= three["btyd_p_no_order_90d"]).all()
+    assert (three["btyd_p_no_order_90d"] >= three["btyd_p_no_order_180d"]).all()

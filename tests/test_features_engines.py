@@ -6,7 +6,7 @@ unreachable server fails the test instead of skipping it.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +17,7 @@ from features.labels import build_training_set
 from features.sample_data import generate_sample
 from features.snapshot import build_snapshot
 from test_features_values import T as TINY_T
-from test_features_values import tiny_tables
+from test_features_values import rhythm_orders, tiny_tables
 
 pytestmark = pytest.mark.postgres
 
@@ -44,6 +44,15 @@ def test_tiny_tables_give_the_same_snapshot(tmp_path: Path, pg_url: str) -> None
     duck, pg = _both(tiny_tables(), tmp_path, pg_url)
     assert pg.kind == "postgres"
     _assert_same(build_snapshot(duck, TINY_T), build_snapshot(pg, TINY_T))
+
+
+def test_rhythm_edge_cases_give_the_same_snapshot(tmp_path: Path, pg_url: str) -> None:
+    duck, pg = _both({"orders": rhythm_orders()}, tmp_path, pg_url)
+    _assert_same(build_snapshot(duck, TINY_T), build_snapshot(pg, TINY_T))
+    short_history = TINY_T - timedelta(days=100)  # the data start 266 days before it: no season last year
+    snapshot = build_snapshot(duck, short_history)
+    assert snapshot["orders_same_season_last_year"].isna().all() and snapshot["silence_percentile"].notna().any()
+    _assert_same(snapshot, build_snapshot(pg, short_history))
 
 
 def test_generated_sample_gives_the_same_snapshots_and_labels(tmp_path: Path, pg_url: str) -> None:

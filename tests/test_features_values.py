@@ -135,6 +135,15 @@ EXPECTED: dict[str, dict[str, object]] = {
     "returns_share_365d": {"c1": 50 / 1400, "c2": 0, "c3": 0, "c6": 0},
     "margin_365d": {"c1": 170, "c2": 30, "c3": 5, "c6": NAN},
     "margin_rate_365d": {"c1": 170 / 850, "c2": 0.25, "c3": 0.1, "c6": NAN},
+    # c1 silent 20 days, no gap shorter; c6 silent 100 days, its one gap is 200
+    "silence_percentile": {"c1": 0.5 / 5, "c2": NAN, "c3": NAN, "c6": 0.5 / 2},
+    "last_gap_ratio": {"c1": 40 / 70, "c2": NAN, "c3": NAN, "c6": 1.0},
+    # c1: 200, 300, 400, 500 (mean 350, deviations 150, 50, 50, 150); c6: 100, 100
+    "order_value_cv_365d": {"c1": math.sqrt((150**2 * 2 + 50**2 * 2) / 3) / 350, "c2": NAN, "c3": NAN, "c6": 0.0},
+    # the season is [T - 365, T - 275); the data reach back 500 days (c5)
+    "orders_same_season_last_year": {"c1": 0, "c2": 0, "c3": 1, "c6": 1},
+    # order days in 365 days * 30 / min(365, days since the first order)
+    "order_rate_365d": {"c1": 4 * 30 / 365, "c2": 30 / 45, "c3": 30 / 300, "c6": 2 * 30 / 300},
     "complaints_90d": {"c1": 1, "c2": 0, "c3": 1, "c6": 0},
     "complaints_365d": {"c1": 2, "c2": 0, "c3": 1, "c6": 1},
     "open_complaints": {"c1": 1, "c2": 0, "c3": 0, "c6": 1},
@@ -194,17 +203,19 @@ def test_every_registered_feature_is_checked_here() -> None:
 
 def test_btyd_features_are_the_model_fitted_on_every_order_before_T(snapshot: pd.DataFrame) -> None:
     orders = CRMDataset.from_frames(tiny_tables(), as_of=T + timedelta(days=60)).table("orders").to_pandas()
-    expected = btyd_features(orders[orders["order_date"] < pd.Timestamp(T)], T, 90, customers=list(snapshot.index))
+    before_t = orders[orders["order_date"] < pd.Timestamp(T)]
+    expected = btyd_features(before_t, T, 90, customers=list(snapshot.index), no_order_horizons=(30, 180))
     assert set(BTYD) == set(expected.columns)
     for column in BTYD:
         assert snapshot[column].dtype == np.float64
         np.testing.assert_allclose(snapshot[column].to_numpy(), expected[column].to_numpy(dtype=float), rtol=1e-9)
     assert ((snapshot["btyd_p_no_order_90d"] > 0) & (snapshot["btyd_p_no_order_90d"] < 1)).all()
+    assert (snapshot["btyd_p_no_order_30d"] > snapshot["btyd_p_no_order_90d"]).all()
+    assert (snapshot["btyd_p_no_order_90d"] > snapshot["btyd_p_no_order_180d"]).all()
 
 
-@pytest.mark.parametrize("column", list(EXPECTED))
-def test_feature_value(snapshot: pd.DataFrame, column: str) -> None:
-    expected = pd.Series(EXPECTED[column]).reindex(snapshot.index)
+def _assert_values(snapshot: pd.DataFrame, column: str, values: dict[str, object]) -> None:
+    expected = pd.Series(values).reindex(snapshot.index)
     got = snapshot[column]
     if column in CATEGORICAL or column == "account_manager":
         assert got.isna().tolist() == expected.isna().tolist()
@@ -212,6 +223,86 @@ def test_feature_value(snapshot: pd.DataFrame, column: str) -> None:
     else:
         assert got.dtype == np.float64
         np.testing.assert_allclose(got.to_numpy(), expected.astype(float).to_numpy(), rtol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("column", list(EXPECTED))
+def test_feature_value(snapshot: pd.DataFrame, column: str) -> None:
+    _assert_values(snapshot, column, EXPECTED[column])
+
+
+def rhythm_orders() -> pd.DataFrame:
+    """The edge cases of the rhythm features: one order day, two orders on a day, the season's bounds."""
+    orders = [
+        # customer, days before T, amount
+        ("r1", 50, 100.0),  # one order day with two orders: no gap
+        ("r1", 50, 300.0),
+        ("r2", 366, 10.0),  # before the season and the 365-day window
+        ("r2", 365, 20.0),  # on T - 365: the first day of both
+        ("r2", 276, 30.0),  # the last day of the season
+        ("r2", 275, 40.0),  # on T - 365 + 90: past the season
+        ("r2", 80, 50.0),  # two orders on one day: one gap
+        ("r2", 80, 60.0),
+        ("r2", 40, 70.0),  # silent 40 days, as long as its last gap: not shorter
+        ("r3", 100, 100.0),  # a young customer: its rate is over 100 days, not 365
+        ("r3", 70, 200.0),
+        ("r3", 10, 600.0),
+        ("r4", 300, 100.0),  # silent far longer than its gaps
+        ("r4", 290, 200.0),
+        ("r4", 280, 300.0),
+        ("r5", 300, -50.0),  # a return in the season is not an order, and makes no gap
+        ("r5", 20, 100.0),
+        ("r5", 0, 100.0),  # on T: not seen
+    ]
+    return pd.DataFrame(
+        {
+            "order_id": [f"o{i}" for i in range(len(orders))],
+            "customer_id": [o[0] for o in orders],
+            "order_date": [ago(o[1]) for o in orders],
+            "amount": [o[2] for o in orders],
+        }
+    )
+
+
+RHYTHM_EXPECTED: dict[str, dict[str, object]] = {
+    # gaps r2: 366->365->276->275->80->40 = 1, 89, 1, 195, 40 (median 40); r3: 30, 60 (median 45); r4: 10, 10
+    "silence_percentile": {"r1": NAN, "r2": 2.5 / 6, "r3": 0.5 / 3, "r4": 2.5 / 3, "r5": NAN},
+    "last_gap_ratio": {"r1": NAN, "r2": 1.0, "r3": 60 / 45, "r4": 1.0, "r5": NAN},
+    # r1: 100, 300; r2: 20, 30, 40, 50, 60, 70 (mean 45); r3: 100, 200, 600 (mean 300); r4: 100, 200, 300
+    "order_value_cv_365d": {
+        "r1": math.sqrt(2 * 100**2) / 200,
+        "r2": math.sqrt((25**2 + 15**2 + 5**2) * 2 / 5) / 45,
+        "r3": math.sqrt((200**2 + 100**2 + 300**2) / 2) / 300,
+        "r4": 100 / 200,
+        "r5": NAN,
+    },
+    "orders_same_season_last_year": {"r1": 0, "r2": 2, "r3": 0, "r4": 3, "r5": 0},
+    "order_rate_365d": {"r1": 30 / 50, "r2": 5 * 30 / 365, "r3": 3 * 30 / 100, "r4": 3 * 30 / 300, "r5": 30 / 20},
+}
+
+
+@pytest.fixture(scope="module")
+def rhythm() -> pd.DataFrame:
+    data = CRMDataset.from_frames({"orders": rhythm_orders()}, as_of=T)
+    return build_snapshot(data, T).set_index("customer_id")
+
+
+@pytest.mark.parametrize("column", list(RHYTHM_EXPECTED))
+def test_rhythm_feature_on_edge_cases(rhythm: pd.DataFrame, column: str) -> None:
+    _assert_values(rhythm, column, RHYTHM_EXPECTED[column])
+
+
+@pytest.mark.parametrize("oldest", [365, 364])
+def test_same_season_last_year_is_missing_for_everyone_until_the_data_reach_back_a_year(oldest: int) -> None:
+    orders = rhythm_orders()
+    orders = orders[orders["order_date"] != ago(366)].copy()
+    orders.loc[orders["order_date"] == ago(365), "order_date"] = ago(oldest)  # r2's, now the oldest order of all
+    frame = build_snapshot(CRMDataset.from_frames({"orders": orders}, as_of=T), T).set_index("customer_id")
+    season = frame["orders_same_season_last_year"]
+    assert len(season) == 5
+    if oldest == 365:
+        assert season.to_dict() == {"r1": 0.0, "r2": 2.0, "r3": 0.0, "r4": 3.0, "r5": 0.0}
+    else:
+        assert season.isna().all()
 
 
 def test_columns_are_id_date_descriptive_then_features(snapshot: pd.DataFrame) -> None:
