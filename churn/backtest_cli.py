@@ -33,7 +33,7 @@ def backtest_command(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.")] = None,
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the table to this .csv file.")] = None,
     scores_file: Annotated[Optional[Path], typer.Option("--scores", help="Also write every customer's scores and outcome to this .csv file.")] = None,
-    ablate: Annotated[Optional[list[str]], typer.Option("--ablate", help="Also train without this feature or feature group (repeatable).")] = None,
+    ablate: Annotated[Optional[list[str]], typer.Option("--ablate", help="Also train without these features or feature groups, comma-separated (repeatable: one variant each).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
 ) -> None:
     """Train as of each date (nothing on or after it is read), score, and measure against what happened.

@@ -26,7 +26,7 @@ from features.snapshot import add_btyd_features, as_date, snapshot_columns, snap
 Freq = Literal["auto", "monthly", "biweekly", "weekly"]
 WARMUP_DAYS = 90
 """History needed before the first snapshot on a long history."""
-SHORT_WARMUP_DAYS = 28
+SHORT_WARMUP_DAYS = 14
 """History needed before the first snapshot on a short history."""
 SHORT_HISTORY_DAYS = 365
 """A history whose matured part (first order to the latest matured as-of date) is shorter than this is short."""

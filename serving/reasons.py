@@ -46,6 +46,11 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "avg_order_value_365d": ("average order of {value:money} over the last year",),
     "avg_order_value_trend_90d": ("average order size {value:trend} in the last 90 days against the 90 days before",),
     "returns_share_365d": ("returned {value:pct} of the ordered value in the last year",),
+    "silence_percentile": ("silent longer than {value:pct} of its own past gaps between orders",),
+    "last_gap_ratio": ("its latest gap between orders was {value:times} its usual gap",),
+    "order_value_cv_365d": ("its order sizes swing by {value:pct} around their average over the last year",),
+    "orders_same_season_last_year": ("{value:count:order} in the same season last year",),
+    "order_rate_365d": ("orders on about {value:dec} days a month over the last year",),
     "margin_365d": ("gross margin of {value:money} in the last year",),
     "margin_rate_365d": ("gross margin of {value:pct} of revenue in the last year",),
     "complaints_90d": ("{value:count:complaint} in the last 90 days",),
@@ -94,7 +99,9 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "segment": ("in segment {value:label}",),
     "btyd_expected_orders_90d": ("its buying pattern predicts only {value:dec} orders in the next 90 days",),
     "btyd_p_alive": ("judged by its past buying rhythm, the chance that it still buys from us is {value:pct}",),
+    "btyd_p_no_order_30d": ("its buying pattern gives a {value:pct} chance of no order in the next 30 days",),
     "btyd_p_no_order_90d": ("its buying pattern gives a {value:pct} chance of no order in the next 90 days",),
+    "btyd_p_no_order_180d": ("its buying pattern gives a {value:pct} chance of no order in the next 180 days",),
 }
 """Feature name to sentence templates, tried in order; ``value`` is the feature's own value."""
 
@@ -103,6 +110,10 @@ MISSING: dict[str, str] = {
     "days_since_last_complaint": "no complaint on record",
     "median_gap_days": "only one order so far, so no ordering rhythm yet",
     "overdue_ratio": "only one order so far, so no ordering rhythm yet",
+    "silence_percentile": "only one order day so far, so no ordering rhythm yet",
+    "last_gap_ratio": "only one order day so far, so no ordering rhythm yet",
+    "order_value_cv_365d": "fewer than two orders in the last year",
+    "orders_same_season_last_year": "the order history does not reach back a year",
     "avg_days_to_pay_365d": "no invoice paid in the last year",
     "mean_resolution_days_365d": "no complaint resolved in the last year",
     "max_resolution_days_365d": "no complaint resolved in the last year",

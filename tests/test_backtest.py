@@ -110,6 +110,14 @@ def test_as_of_dates_and_their_mistakes() -> None:
         as_of_dates(date(2011, 3, 1), date(2011, 2, 1), "1M")
 
 
+def test_an_unknown_ablation_is_named(sample: dict[str, pd.DataFrame], tmp_path: Path) -> None:
+    store = tmp_path / "crm.duckdb"
+    write_dataset(store, sample)
+    config = BacktestConfig(start=DATES[0], end=DATES[0], ablate=("complaints,no_such_feature",))
+    with pytest.raises(DataError, match="--ablate no_such_feature: not a feature or feature group"):
+        run_backtest(lambda t: open_dataset(store, cut_at=t), open_dataset(store), config)
+
+
 @pytest.mark.slow
 def test_the_command_writes_the_table_and_an_mlflow_run(sample: dict[str, pd.DataFrame], tmp_path: Path) -> None:
     store = tmp_path / "crm.duckdb"

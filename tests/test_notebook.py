@@ -67,7 +67,7 @@ def test_explore_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest
     assert "a generated sample" in text
     assert "trained here" in text
     assert "notebook ran in" in text
-    # nothing was written next to the project: the store and MLflow runs live in the scratch folder
+    # nothing was written next to the project: the generated store lives in the scratch folder
     assert not Path(os.environ["CHURN_DATA"]).exists()
-    assert any(scratch.glob("churn-explore-*/mlflow.db"))
+    assert any(scratch.glob("churn-explore-*/crm.duckdb"))
     print(f"notebook ran in {elapsed:.0f} s")

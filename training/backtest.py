@@ -59,7 +59,8 @@ class BacktestConfig:
         timeout_s: Optuna time budget per training.
         seed: the seed of training and bootstrap.
         exclude: features left out of every training.
-        ablate: feature names or registry groups; for each, the model is also trained without it.
+        ablate: feature names or registry groups, several joined by commas; for each entry the model is
+            also trained without them.
     """
 
     start: date
@@ -150,6 +151,10 @@ def run_backtest(open_at: OpenAt, outcomes: CRMDataset, config: BacktestConfig, 
             f"the outcome at {dates[-1]} is not known yet: it needs {config.horizon_days} days of orders after it, "
             f"and the newest order is dated {newest}; use --to {last.date()} or earlier"
         )
+    groups = {spec.group for spec in FEATURES.values()}
+    unknown = sorted({n for entry in config.ablate for n in entry.split(",") if n not in FEATURES and n not in groups})
+    if unknown:
+        raise DataError(f"--ablate {', '.join(unknown)}: not a feature or feature group (groups: {', '.join(sorted(groups))}; features: see `churn features`)")
     notes: list[str] = []
     found = []
     for t in dates:
@@ -213,8 +218,9 @@ def _one_date(known: CRMDataset, outcomes: CRMDataset, t: date, config: Backtest
     variants = [_variant_row(t, "all features", snapshot, y, fitted)]
     for name in config.ablate:
         say(f"as of {t}: training without {name}")
-        dropped = [f for f in features if f != name and FEATURES[f].group != name]
-        variants.append(_variant_row(t, f"without {name}", snapshot, y, _fit(frame, dropped, t, config, lambda _m: None)))
+        left_out = set(name.split(","))
+        kept = [f for f in features if f not in left_out and FEATURES[f].group not in left_out]
+        variants.append(_variant_row(t, f"without {name}", snapshot, y, _fit(frame, kept, t, config, lambda _m: None)))
     model_row = table[(table["method"] == "model") & (table["subset"] == "all")].iloc[0]
     say(f"as of {t}: {fitted.model.kind} ROC-AUC {model_row['roc_auc']:.3f}, margin {model_row['margin_roc_auc']:+.3f} over {model_row['best_baseline']}")
     early = ev.subset_mask(snapshot, "ordered_90d")

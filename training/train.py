@@ -114,6 +114,11 @@ class TrainResult:
         return self.fitted.baselines
 
     @property
+    def tiers(self) -> dict[str, dict[str, float]]:
+        """The model's test metrics per ABC class."""
+        return self.fitted.tiers
+
+    @property
     def split(self) -> dict[str, Any]:
         """Sizes, periods and churn rates of the parts."""
         return self.fitted.split.summary()
