@@ -25,7 +25,6 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from features.contract import MUTABLE_ATTRIBUTES
 from features.dataset import CRMDataset, DataError
-
 from features.labels import churned
 from features.registry import FEATURES, model_features
 from features.snapshot import build_snapshot

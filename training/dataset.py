@@ -26,9 +26,9 @@ from features.dataset import DataError
 
 LABEL = "churned"
 KEY = ("customer_id", "as_of")
-LATER_PERIOD = "later-period"
-OVERLAPPING = "later-period-overlap"
 Evaluation = Literal["later-period", "later-period-overlap"]
+LATER_PERIOD: Evaluation = "later-period"
+OVERLAPPING: Evaluation = "later-period-overlap"
 SHORT_PART_SHARE = 0.2
 """On a short history, the test and the validation period each take this share of the snapshot dates (at least one)."""
 SHORT_CUSTOMER_SHARES = (0.6, 0.2, 0.2)

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from scipy import stats  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import stats
+from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
     log_loss,
@@ -554,13 +555,13 @@ def compare_methods(
         the intervals ``margin_roc_auc_low/high``, ``margin_pr_auc_low/high`` (against the baseline with
         the best ROC-AUC on the same rows).
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for subset in SUBSETS:
         mask = subset_mask(frame, subset)
         ys = np.asarray(y, dtype=int)[mask]
         if not 0 < ys.sum() < len(ys):
             continue
-        found = {}
+        found: dict[str, dict[str, Any]] = {}
         for name, proba in probas.items():
             p = np.asarray(proba, dtype=float)[mask]
             found[name] = {

@@ -168,7 +168,7 @@ class LinearComponent:
             out[:, j] = (transform(column, how) - self.mean[j]) / self.scale[j]
         return out
 
-    def margin(self, x: np.ndarray, threads: int = 0) -> np.ndarray:  # noqa: ARG002 - the same call as the trees'
+    def margin(self, x: np.ndarray, threads: int = 0) -> np.ndarray:
         """The linear margin.
 
         Args:
@@ -180,7 +180,7 @@ class LinearComponent:
         """
         return self.intercept + self._standardised(x) @ np.asarray(self.coef, dtype=float)
 
-    def contributions(self, x: np.ndarray, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:  # noqa: ARG002
+    def contributions(self, x: np.ndarray, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``coef_j x standardised value``: the distance from the average customer, per column.
 
         Args:
@@ -202,8 +202,10 @@ class LinearComponent:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> LinearComponent:
         """Read what :meth:`to_spec` wrote."""
-        keys = ("columns", "transforms", "fill", "mean", "scale", "coef")
-        return cls(*(list(spec[k]) for k in keys), intercept=float(spec["intercept"]))  # type: ignore[arg-type]
+        return cls(
+            columns=list(spec["columns"]), transforms=list(spec["transforms"]), fill=list(spec["fill"]), mean=list(spec["mean"]),
+            scale=list(spec["scale"]), coef=list(spec["coef"]), intercept=float(spec["intercept"]),
+        )
 
 
 Component = TreeComponent | LinearComponent
@@ -512,7 +514,7 @@ def prepare_features(df: pd.DataFrame, feature_names: Sequence[str], categorical
         col = df[name]
         if name in categorical:
             categories = pd.Index(list(categorical[name]), dtype=object)
-            codes = categories.get_indexer(col.astype("string").astype(object).where(col.notna(), None))
+            codes = categories.get_indexer(pd.Index(col.astype("string").astype(object).where(col.notna(), None)))
             columns[name] = pd.Series(pd.Categorical.from_codes(codes, categories=categories), index=df.index, name=name)
         else:
             if col.dtype == bool:

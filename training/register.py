@@ -24,15 +24,16 @@ from sklearn.metrics import average_precision_score
 # MLflow starts its telemetry client when imported: the opt-out must be in place before the import.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-import mlflow  # noqa: E402
-import mlflow.pyfunc  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities.model_registry import ModelVersion  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.models import ModelSignature, infer_signature  # noqa: E402
-from mlflow.types import ColSpec, DataType, Schema  # noqa: E402
+import mlflow
+import mlflow.pyfunc
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.types import ColSpec, DataType, Schema
 
-from training.model import ChurnModel  # noqa: E402
+from training.model import ChurnModel
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -40,7 +41,7 @@ MODEL_ARTIFACT = "model"
 REASON_TAG = "promotion_reason"
 
 
-class ChurnPyfunc(mlflow.pyfunc.PythonModel):
+class ChurnPyfunc(PythonModel):
     """MLflow pyfunc wrapper: ``predict`` returns calibrated churn probabilities.
 
     After ``mlflow.pyfunc.load_model(uri)``, ``loaded.unwrap_python_model().model`` is the
@@ -50,7 +51,7 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
     def __init__(self) -> None:
         self.model: ChurnModel | None = None
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         """Read the churn model from the logged artifact folder.
 
         Args:
@@ -58,7 +59,7 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
         """
         self.model = ChurnModel.load(Path(context.artifacts["churn_model"]))
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:  # noqa: ARG002
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
         """Calibrated churn probability per row.
 
         Args:
@@ -135,8 +136,9 @@ def tracking(tracking_uri: str) -> Iterator[MlflowClient]:
     try:
         yield MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     finally:
-        mlflow.set_tracking_uri(previous)
-        mlflow.set_registry_uri(previous_registry)
+        # None resets MLflow to its own default, which is what was in force before the block
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(previous_registry)  # type: ignore[arg-type]
         if progress_bar is None:
             os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
         else:
@@ -327,7 +329,7 @@ def decide_promotion(
     version = str(champion.version)
     try:
         old = _load_version(client, name, version)
-    except Exception as err:  # noqa: BLE001 - any unreadable champion is replaced, saying why
+    except Exception as err:
         return Promotion(True, CHAMPION, f"the champion (version {version}) cannot be loaded ({err}); the new model replaces it ({won})", version)
     old_pr_auc, how = _champion_figure(client, champion, old, new_model.metadata, test_frame, test_labels)
     if old_pr_auc is None:
@@ -360,7 +362,7 @@ def _champion_figure(
         return None, f"it predicts a {old_meta.get('horizon_days')}-day horizon, the new model {new_meta.get('horizon_days')} days"
     if (old_meta.get("test_first"), old_meta.get("test_last")) == (new_meta.get("test_first"), new_meta.get("test_last")):
         recorded = old_meta.get("test_pr_auc")
-        if recorded is None:
+        if recorded is None and champion.run_id:
             recorded = client.get_run(champion.run_id).data.metrics.get("test_pr_auc")
         if recorded is not None:
             return float(recorded), f"by the recorded test PR-AUC on the same test period ({period})"

@@ -18,12 +18,12 @@ import pandas as pd
 # MLflow starts its telemetry client when imported: the opt-out must be in place before the import.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-import mlflow  # noqa: E402
+import mlflow
 
-from churn.settings import PROJECT_ROOT, default_tracking_uri  # noqa: E402
-from training import evaluate as ev  # noqa: E402
-from training.dataset import LABEL  # noqa: E402
-from training.register import Promotion, apply_promotion, decide_promotion, ensure_experiment, log_churn_model, register, tracking  # noqa: E402
+from churn.settings import PROJECT_ROOT, default_tracking_uri
+from training import evaluate as ev
+from training.dataset import LABEL
+from training.register import Promotion, apply_promotion, decide_promotion, ensure_experiment, log_churn_model, register, tracking
 
 if TYPE_CHECKING:
     from training.backtest import BacktestConfig, BacktestResult
@@ -231,7 +231,7 @@ def log_backtest(result: BacktestResult, config: BacktestConfig, *, dataset_name
             _log_backtest_tables(result)
             for as_of, rows in result.table.groupby("as_of", sort=True):
                 with mlflow.start_run(experiment_id=experiment_id, run_name=f"as-of-{as_of}", nested=True):
-                    run = result.runs[result.runs["as_of"] == as_of].iloc[0].to_dict()
+                    run = {str(k): v for k, v in result.runs[result.runs["as_of"] == as_of].iloc[0].items()}
                     mlflow.log_params({k: str(v) for k, v in run.items() if not k.startswith("valid_")})
                     mlflow.log_metrics(_date_metrics(rows, run))
     return parent.info.run_id

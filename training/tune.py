@@ -96,7 +96,7 @@ def _pruning_callback(trial: optuna.Trial) -> Callable[[lgb.callback.CallbackEnv
         step = env.iteration + 1
         if step % PRUNE_EVERY:
             return
-        for _data, metric, value, *_ in env.evaluation_result_list:
+        for _data, metric, value, *_ in env.evaluation_result_list or []:
             if metric == "average_precision":
                 trial.report(float(value), step)
                 if trial.should_prune():
@@ -158,7 +158,7 @@ def tune(
         params = lgb_params(space(trial), seed=seed, num_threads=num_threads)
         t0 = time.perf_counter()
         booster = fit_booster(train_set, valid_set, params, callbacks=[_pruning_callback(trial)])
-        score = _average_precision(valid_y, booster.predict(valid_x, raw_score=True) + valid_init)
+        score = _average_precision(valid_y, np.asarray(booster.predict(valid_x, raw_score=True), dtype=float) + valid_init)
         trial.set_user_attr("best_iteration", booster.num_trees())
         trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
         if not best or score > best["score"]:
