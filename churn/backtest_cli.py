@@ -59,12 +59,12 @@ def backtest_command(
         name = outcomes.name()
     finally:
         outcomes.close()
-    run_id = log_backtest(result, config, dataset_name=name, tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root)
     for path, frame in ((out_file, result.table), (scores_file, result.scores)):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             frame.to_csv(path, index=False)
     _print(result)
+    run_id = log_backtest(result, config, dataset_name=name, tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root)
     _out.print(f"MLflow run {run_id} (experiment churn-backtest/{name}) in {settings.tracking_uri}" + (f"; table written to {out_file}" if out_file else ""))
 
 

@@ -102,3 +102,15 @@ def test_value_ranked_profit_contacts_the_costly_losses_first() -> None:
     assert metrics["value_ranked_profit_best_fraction"] == pytest.approx(0.25)
     assert metrics["value_ranked_profit_max"] == pytest.approx(0.5 * 1000 - 20)
     assert metrics["profit_max"] == pytest.approx(0.5 * 1010 - 40)
+
+
+def test_the_margins_plot_draws_an_interval_that_misses_its_point() -> None:
+    table = pd.DataFrame(
+        {
+            "as_of": ["2024-01-01", "2024-02-01"], "subset": ["all", "all"], "method": ["model", "model"],
+            "margin_roc_auc": [0.0, 0.01], "margin_roc_auc_low": [0.001, -0.01], "margin_roc_auc_high": [0.004, 0.02],
+            "margin_pr_auc": [0.0, 0.02], "margin_pr_auc_low": [-0.002, -0.01], "margin_pr_auc_high": [-0.001, 0.03],
+        }
+    )
+    fig = ev.plot_margins(table)
+    assert len(fig.axes) == 2 and all(ax.get_title().endswith("margin over the best baseline") for ax in fig.axes)

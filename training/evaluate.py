@@ -597,7 +597,9 @@ def plot_margins(table: pd.DataFrame) -> Figure:
         for color, (subset, group) in zip(COLORS, rows.groupby("subset", sort=False), strict=False):
             when = pd.to_datetime(group["as_of"])
             mid = group[f"margin_{metric}"].to_numpy(dtype=float)
-            err = np.vstack([mid - group[f"margin_{metric}_low"].to_numpy(dtype=float), group[f"margin_{metric}_high"].to_numpy(dtype=float) - mid])
+            low, high = (group[f"margin_{metric}_{end}"].to_numpy(dtype=float) for end in ("low", "high"))
+            # a percentile interval need not contain its point estimate (a skewed bootstrap): draw what it says
+            err = np.vstack([np.maximum(mid - low, 0.0), np.maximum(high - mid, 0.0)])
             ax.errorbar(when, mid, yerr=err, marker="o", capsize=3, color=color, label=subset)
         ax.axhline(0.0, color="#7a7a7a", linewidth=1)
         ax.set_title(f"{'ROC-AUC' if metric == 'roc_auc' else 'PR-AUC'} margin over the best baseline")
