@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -206,7 +206,10 @@ def risk_scores_frame(
         part = explained_at[start : start + chunk]
         answers.update(zip(part, scored.answers(scorer, part, [True] * len(part)), strict=True))
     by_class: dict[tuple[Any, Any, Any], tuple[list[PlannedAction], str]] = {}
-    top_reason, reasons_text, first, actions_text = [], [], [], []
+    top_reason: list[str | None] = []
+    reasons_text: list[str | None] = []
+    first: list[PlannedAction | None] = []
+    actions_text: list[str] = []
     for pos, row in zip(positions, summary[["tier", "pyramid", "risk_band"]].itertuples(index=False), strict=True):
         answer = answers.get(pos)
         if answer is not None:
@@ -307,7 +310,7 @@ def write_export(frame: pd.DataFrame, out: str | Path) -> Path:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _close(con: Any) -> None:

@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -244,7 +244,8 @@ def summarise_periods(frame: pd.DataFrame) -> tuple[list[dict[str, Any]], list[d
     by_manager: list[dict[str, Any]] = []
     if frame.empty:
         return by_period, by_manager
-    for start, rows in frame.groupby("period_start", sort=True):
+    for key, rows in frame.groupby("period_start", sort=True):
+        start = cast(date, key)  # period_start holds dates
         q = pd.Timestamp(start).to_period("Q")
         label = f"{q.year} Q{q.quarter}"
         for tier, part in [*rows.groupby("tier", sort=True), ("all", rows)]:
@@ -272,10 +273,11 @@ def risk_by_tier(scores: pd.DataFrame) -> list[dict[str, Any]]:
     if scores.empty:
         return []
     grouped = scores.groupby(["tier", "risk_band"], observed=True).agg(customers=("customer_id", "size"), value_at_risk=("value_at_risk", "sum"))
-    return [
-        {"tier": str(tier), "risk_band": str(band_), "customers": int(r.customers), "value_at_risk": float(r.value_at_risk)}
-        for (tier, band_), r in grouped.iterrows()
-    ]
+    rows = []
+    for key, r in grouped.iterrows():
+        tier, band_ = cast(tuple[Any, Any], key)  # the (tier, risk_band) index
+        rows.append({"tier": str(tier), "risk_band": str(band_), "customers": int(r.customers), "value_at_risk": float(r.value_at_risk)})
+    return rows
 
 
 def value_at_risk_by_manager(scores: pd.DataFrame) -> list[dict[str, Any]]:
@@ -320,7 +322,7 @@ def _json_value(v: Any) -> Any:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: _json_value(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    return [{k: _json_value(v) for k, v in row.items()} for row in cast(list[dict[str, Any]], frame.to_dict(orient="records"))]
 
 
 def _float(v: Any) -> float:
@@ -653,7 +655,7 @@ def service_context() -> PageContext:
 
     try:
         svc = bentoml.get_current_service()
-    except Exception as err:  # noqa: BLE001 - BentoML raises its own exception type here
+    except Exception as err:  # BentoML raises its own exception type here
         raise LookupError("the service is still starting") from err
     return runtime_context(svc.runtime)
 

@@ -139,8 +139,8 @@ class Playbook(_Strict):
                 if spec.owner not in self.owners:
                     problems.append((("escalation", cls_name, j, "owner"), f"owner {spec.owner!r} is not one of {', '.join(self.owners)}"))
         claimed: dict[str, str] = {}
-        for driver, spec in self.drivers.items():
-            for feature in spec.features:
+        for driver, driver_spec in self.drivers.items():
+            for feature in driver_spec.features:
                 if feature in claimed:
                     problems.append((("drivers", driver, "features"), f"feature {feature!r} is listed under {claimed[feature]!r} and {driver!r}"))
                 claimed[feature] = driver
@@ -370,7 +370,9 @@ def load_playbook(path: str | Path | None = None, *, features: Mapping[str, str]
     playbook = parse_playbook(text, source=str(file))
     if features is not None:
         groups = set(features.values())
-        lines = _line_index(yaml.compose(text, Loader=yaml.SafeLoader))
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        assert node is not None  # parse_playbook above rejects an empty document
+        lines = _line_index(node)
         problems = []
         for driver, spec in playbook.drivers.items():
             for feature in spec.features:

@@ -206,11 +206,11 @@ class _SentenceFormatter(string.Formatter):
         if format_spec == "trend":
             return _trend_words(float(value))
         if format_spec == "slower":
-            days = float(value)
-            if abs(days) < 0.5:
+            lag = float(value)
+            if abs(lag) < 0.5:
                 return "as fast"
-            unit = "day" if round(abs(days)) == 1 else "days"
-            return f"{abs(days):.0f} {unit} {'slower' if days > 0 else 'faster'}"
+            unit = "day" if round(abs(lag)) == 1 else "days"
+            return f"{abs(lag):.0f} {unit} {'slower' if lag > 0 else 'faster'}"
         if format_spec == "label":
             return str(value).replace("_", " ")
         if isinstance(value, float) and format_spec == "":

@@ -16,14 +16,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
-from serving.playbook import Playbook, PlannedAction, load_playbook, registry_groups
+from serving.playbook import PlannedAction, Playbook, load_playbook, registry_groups
 from serving.schemas import (
     CustomerError,
     CustomerRisk,
@@ -85,7 +85,7 @@ class ServingState:
     scorer: Scorer
     snapshot: ScoredSnapshot
     data_fingerprint: str | None
-    loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ class Runtime:
             try:
                 self.refresh()
                 self.last_error = None
-            except Exception as err:  # noqa: BLE001 - the watcher must survive and retry
+            except Exception as err:  # the watcher must survive and retry
                 self.last_error = str(err)
                 logger.exception("refreshing the model or the features failed; retrying in %.0f s", self.poll)
             self._stop.wait(self.poll)
@@ -411,7 +411,7 @@ class Runtime:
             raise RequestError(["customers"], str(err)) from None
         rows = [{"customer_id": request.customers[i].customer_id, **rec} for i, rec in zip(indices, records, strict=True)]
         frame = pd.DataFrame(rows)
-        summary = scorer.summarise(frame, scorer.probabilities(x)).to_dict("records")
+        summary = cast(list[dict[str, Any]], scorer.summarise(frame, scorer.probabilities(x)).to_dict("records"))
         explain = choose_explained(
             [s["risk_band"] for s in summary], [s["value_at_risk"] for s in summary], request.explain, at_risk_bands=self.playbook.act_on_bands
         )
@@ -455,7 +455,7 @@ class Runtime:
                 offset=request.offset, limit=request.limit, items=items,
             )
         total, page = stored.table.page(filters, request.limit, request.offset)
-        rows = stored.table.frame.iloc[page].to_dict("records") if len(page) else []
+        rows = cast(list[dict[str, Any]], stored.table.frame.iloc[page].to_dict("records")) if len(page) else []
         live = state.snapshot if (
             stored.stamp.as_of == state.snapshot.as_of and stored.stamp.model_version == state.scorer.loaded.version
         ) else None
@@ -562,7 +562,6 @@ def store_marker(location: str) -> tuple[Any, ...] | None:
         Size and modification time of the store file, or None for PostgreSQL.
     """
     from features.dataset import location_kind
-
     from serving.batch import FOLDER_FILE
 
     kind = location_kind(location)

@@ -151,6 +151,12 @@ class ModelInfo(BaseModel):
     trained_at: str | None = Field(default=None, description="When it was trained.")
     horizon_days: int | None = Field(default=None, description="Churn horizon: lost = no order within this many days.")
     test_pr_auc: float | None = Field(default=None, description="PR-AUC on the test period.")
+    kind: str | None = Field(
+        default=None,
+        description="The candidate that won the validation period and is served: lightgbm, lightgbm_bgnbd, blend, or a baseline (recency, bgnbd, logistic_rfm).",
+    )
+    recipe: str | None = Field(default=None, description="The served candidate in words.")
+    train_last: str | None = Field(default=None, description="The latest snapshot date the served model learned from.")
 
 
 class PredictResponse(BaseModel):

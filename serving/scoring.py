@@ -18,12 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
-from serving.playbook import Playbook, PlannedAction
+from serving.playbook import PlannedAction, Playbook
 from serving.reasons import explain_row, registry_maps
 from serving.schemas import CustomerRisk, ModelInfo, Reason
 
@@ -188,6 +188,9 @@ class Scorer:
             trained_at=str(meta["trained_at"]) if meta.get("trained_at") else None,
             horizon_days=int(meta["horizon_days"]) if meta.get("horizon_days") is not None else None,
             test_pr_auc=_float_or_none(pr_auc),
+            kind=meta.get("kind"),
+            recipe=meta.get("recipe"),
+            train_last=meta.get("train_last"),
         )
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
@@ -434,7 +437,7 @@ class RiskTable:
     def records(self, positions: Sequence[int]) -> list[dict[str, Any]]:
         """Several rows as dicts, in order."""
         if len(positions) > 64:
-            return self.frame.iloc[list(positions)].to_dict("records")
+            return cast(list[dict[str, Any]], self.frame.iloc[list(positions)].to_dict("records"))
         return [self.record(p) for p in positions]
 
     def __len__(self) -> int:
@@ -594,7 +597,12 @@ def choose_explained(
         return [False] * n
     at_risk = [i for i in range(n) if bands[i] in at_risk_bands]
     if len(at_risk) > budget:
-        at_risk.sort(key=lambda i: -(values[i] if values[i] is not None and not np.isnan(values[i]) else -1.0))
+
+        def largest_first(i: int) -> float:
+            value = values[i]
+            return -(value if value is not None and not np.isnan(value) else -1.0)
+
+        at_risk.sort(key=largest_first)
         at_risk = at_risk[:budget]
     chosen = set(at_risk)
     return [i in chosen for i in range(n)]

@@ -64,7 +64,7 @@ class ChurnService:
         settings = load_settings()
         try:
             check_startup(settings)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - any failed check stops the whole server, saying why
             _stop_server(str(err))
             raise SystemExit(f"churn service cannot start: {err}") from None
         self.runtime = Runtime(settings)
@@ -121,5 +121,6 @@ class ChurnService:
             return _error(503, str(err))
 
 
-ChurnService.add_asgi_middleware(ApiKeyMiddleware)
-ChurnService.add_asgi_middleware(JsonBodyMiddleware)
+# mypy does not apply class decorators (python/mypy#3135): ChurnService is a bentoml Service here.
+ChurnService.add_asgi_middleware(ApiKeyMiddleware)  # type: ignore[attr-defined]
+ChurnService.add_asgi_middleware(JsonBodyMiddleware)  # type: ignore[attr-defined]

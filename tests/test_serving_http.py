@@ -92,6 +92,8 @@ def test_predict_by_id_names_model_and_as_of(client: httpx.Client, everyone: dic
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["model"]["name"] == "churn" and body["model"]["version"] == "1" and body["model"]["alias"] == "champion"
+    assert body["model"]["kind"] in ("recency", "bgnbd", "logistic_rfm", "lightgbm", "lightgbm_bgnbd", "blend") and body["model"]["recipe"]
+    assert body["model"]["train_last"] < body["as_of"]
     assert body["as_of"] == everyone["as_of"]
     item = body["results"][0]
     assert item["status"] == "ok" and item["customer_id"] == top["customer_id"]

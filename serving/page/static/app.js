@@ -181,7 +181,8 @@
     modelInfoShown = true;
     const parts = [
       `Model ${m.name} version ${m.version}` + (m.alias ? ` (@${m.alias})` : ""),
-      m.trained_at ? `trained ${fmtDate(m.trained_at)}` : null,
+      m.recipe ? `serves ${m.recipe}` : null,
+      m.trained_at ? `trained ${fmtDate(m.trained_at)}` + (m.train_last ? ` on snapshots up to ${fmtDate(m.train_last)}` : "") : null,
       m.test_pr_auc != null ? `test-period PR-AUC ${Number(m.test_pr_auc).toFixed(3)}` : null,
       m.as_of ? `data as of ${fmtDate(m.as_of)}` : null,
       m.customers != null ? `${count.format(m.customers)} active customers scored` : null,
