@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 # LightGBM's OpenMP threads otherwise spin while waiting: ~10x slower on a busy 2-core machine
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: demo test bench install lock browser
+.PHONY: demo test lint bench install lock browser
 
 install: $(STAMP)
 
@@ -33,8 +33,13 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null; \
 	  else echo "chromium is missing: run 'sudo apt-get install chromium fonts-wqy-zenhei' (browser tests will fail without it)"; fi; }
 
-test: $(STAMP) browser
+# Lint first (ruff and mypy, configured in pyproject.toml), then the tests.
+test: $(STAMP) browser lint
 	$(VENV)/bin/python -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # Speed benchmarks (not tests): each script prints its figures; see the README.
 bench: $(STAMP)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from datetime import date, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, Optional
-
-import warnings
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -45,11 +44,11 @@ console = Console(stderr=True)
 out = Console(width=max(120, Console().width))
 
 DataOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--data", "-d", help="CRM dataset: folder of CSV/Parquet, .duckdb file or postgresql:// URL [env CHURN_DATA; default data/crm.duckdb]."),
 ]
 AsOfOpt = Annotated[
-    Optional[datetime],
+    datetime | None,
     typer.Option("--as-of", formats=["%Y-%m-%d"], help="As-of date YYYY-MM-DD; nothing on or after it is read. Default: the day after the newest order."),
 ]
 
@@ -111,7 +110,7 @@ def generate(
     customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 5000,
     years: Annotated[float, typer.Option(min=0.25, max=20, help="Years of history.")] = 3.0,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same data.")] = 42,
-    end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="Last day of the history (default 2025-12-31).")] = None,
+    end: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day of the history (default 2025-12-31).")] = None,
     file_format: Annotated[str, typer.Option("--format", help="For a folder: parquet or csv.")] = "parquet",
 ) -> None:
     """Write a realistic sample CRM dataset (all five tables) of a trading company.
@@ -143,7 +142,7 @@ def validate(
     data: DataOpt = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail (default) or quarantine: bad rows go to a file next to the data.")] = "fail",
     as_of: AsOfOpt = None,
-    copy_to: Annotated[Optional[str], typer.Option("--copy-to", help="Write the good rows to this store (folder, .duckdb or URL).")] = None,
+    copy_to: Annotated[str | None, typer.Option("--copy-to", help="Write the good rows to this store (folder, .duckdb or URL).")] = None,
 ) -> None:
     """Check a CRM dataset against the data contract; optionally quarantine bad rows and copy the good ones.
 
@@ -178,9 +177,9 @@ def validate(
 def features(
     data: DataOpt = None,
     as_of: AsOfOpt = None,
-    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file, .parquet or .csv.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Output file, .parquet or .csv.")] = None,
     training_set: Annotated[bool, typer.Option("--training-set", help="Stack labelled snapshots over the history instead of one snapshot.")] = False,
-    horizon: Annotated[Optional[int], typer.Option(help="Churn horizon in days (for --training-set).")] = None,
+    horizon: Annotated[int | None, typer.Option(help="Churn horizon in days (for --training-set).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
 ) -> None:
     """Build the point-in-time customer snapshot (or the labelled training set) and write it to a file.
@@ -233,11 +232,11 @@ def features(
 @_user_errors
 def train(
     data: DataOpt = None,
-    horizon: Annotated[Optional[int], typer.Option(help="Churn horizon in days (default 90).")] = None,
+    horizon: Annotated[int | None, typer.Option(help="Churn horizon in days (default 90).")] = None,
     trials: Annotated[int, typer.Option(min=1, help="Optuna trial budget.")] = 20,
     timeout: Annotated[int, typer.Option(min=10, help="Optuna time budget in seconds.")] = 300,
     as_of: AsOfOpt = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
 ) -> None:
     """Train, evaluate against baselines on a later period, calibrate, track and register a model.
@@ -300,7 +299,7 @@ def _print_training(result: Any, settings: Any) -> None:
 def score(
     data: DataOpt = None,
     as_of: AsOfOpt = None,
-    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the risk list to this .csv or .parquet file.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the risk list to this .csv or .parquet file.")] = None,
 ) -> None:
     """Score every active customer with the champion model and store the risk list (history kept).
 

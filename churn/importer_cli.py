@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,13 +22,13 @@ def import_command(
     customer_col: Annotated[str, typer.Option("--customer-col", help="Column with the customer id.")],
     date_col: Annotated[str, typer.Option("--date-col", help="Column with the date (or date and time) of the line.")],
     out_path: Annotated[str, typer.Option("--out", "-o", help="Target: a folder, a .duckdb file or a postgresql:// URL.")],
-    amount_col: Annotated[Optional[str], typer.Option("--amount-col", help="Column with the line amount (or give --quantity-col and --price-col).")] = None,
-    order_col: Annotated[Optional[str], typer.Option("--order-col", help="Column with the invoice/order number; without it, one order per customer and day.")] = None,
-    quantity_col: Annotated[Optional[str], typer.Option("--quantity-col", help="Column with the units (negative on returns).")] = None,
-    price_col: Annotated[Optional[str], typer.Option("--price-col", help="Column with the unit price.")] = None,
-    country_col: Annotated[Optional[str], typer.Option("--country-col", help="Column with the customer's country or region (becomes customers.region).")] = None,
-    sheet: Annotated[Optional[str], typer.Option("--sheet", help="Excel sheet name (default: the first sheet).")] = None,
-    date_format: Annotated[Optional[str], typer.Option("--date-format", help="strptime format of the dates, e.g. %d/%m/%Y %H:%M (default: detected).")] = None,
+    amount_col: Annotated[str | None, typer.Option("--amount-col", help="Column with the line amount (or give --quantity-col and --price-col).")] = None,
+    order_col: Annotated[str | None, typer.Option("--order-col", help="Column with the invoice/order number; without it, one order per customer and day.")] = None,
+    quantity_col: Annotated[str | None, typer.Option("--quantity-col", help="Column with the units (negative on returns).")] = None,
+    price_col: Annotated[str | None, typer.Option("--price-col", help="Column with the unit price.")] = None,
+    country_col: Annotated[str | None, typer.Option("--country-col", help="Column with the customer's country or region (becomes customers.region).")] = None,
+    sheet: Annotated[str | None, typer.Option("--sheet", help="Excel sheet name (default: the first sheet).")] = None,
+    date_format: Annotated[str | None, typer.Option("--date-format", help="strptime format of the dates, e.g. %d/%m/%Y %H:%M (default: detected).")] = None,
     dayfirst: Annotated[bool, typer.Option("--dayfirst", help="Read ambiguous dates like 03/04/2011 as day first.")] = False,
     cancel_prefix: Annotated[str, typer.Option("--cancel-prefix", help="Order ids starting with this mark cancellations ('' for none).")] = "C",
     file_format: Annotated[str, typer.Option("--format", help="For a folder target: parquet or csv.")] = "parquet",

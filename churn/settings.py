@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +54,7 @@ class Settings(BaseSettings):
 
     @field_validator("risk_medium")
     @classmethod
-    def _medium_below_high(cls, v: float, info) -> float:  # noqa: ANN001
+    def _medium_below_high(cls, v: float, info: ValidationInfo) -> float:
         high = info.data.get("risk_high", 0.5)
         if v >= high:
             raise ValueError(f"risk_medium ({v}) must be below risk_high ({high})")
@@ -68,6 +69,6 @@ class Settings(BaseSettings):
         return None
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with non-None ``overrides`` (CLI flags) on top."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})

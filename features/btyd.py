@@ -125,7 +125,7 @@ class BetaGeoModel:
         self.neg_log_likelihood_ = float(best.fun)
         self.converged_ = bool(np.isfinite(best.fun) and (best.success or stationary))
         self.boundary_ = [
-            f"{name}->{'0' if value < 0 else 'inf'}" for name, value in zip(PARAM_NAMES, best.x) if abs(value) >= _DEGENERATE_LOG
+            f"{name}->{'0' if value < 0 else 'inf'}" for name, value in zip(PARAM_NAMES, best.x, strict=True) if abs(value) >= _DEGENERATE_LOG
         ]
         self.message_ = str(best.message)
         self.n_customers_ = int(len(x))
@@ -133,7 +133,8 @@ class BetaGeoModel:
 
     def _objective(self, log_params: np.ndarray, x: np.ndarray, tx: np.ndarray, age: np.ndarray, weights: np.ndarray) -> float:
         params = np.exp(log_params)
-        ll = _log_likelihood(self.variant, *params, x, tx, age)
+        r, alpha, a, b = params
+        ll = _log_likelihood(self.variant, r, alpha, a, b, x, tx, age)
         value = -float(np.dot(weights, ll) / weights.sum()) + self.penalizer * float(np.sum(params**2))
         return value if np.isfinite(value) else 1e300
 

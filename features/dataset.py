@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import ibis
@@ -276,7 +276,7 @@ def _rows_known_on(table: ibis.Table, name: str, day: ibis.Value) -> ibis.Table:
     own = table[column]
     known = table.filter(own < day) if column in spec.required else table.filter(own.isnull() | (own < day))
     settled = _SETTLED_BY.get(name)
-    if settled in known.columns:
+    if settled is not None and settled in known.columns:
         known = known.mutate(**{settled: ibis.ifelse(known[settled] < day, known[settled], ibis.null(dt.date))})
     return known
 
@@ -771,6 +771,7 @@ def write_dataset(
     chunks: Iterator[Mapping[str, pd.DataFrame]] = iter([data]) if isinstance(data, Mapping) else iter(data)
     kind = location_kind(location)
     counts: dict[str, int] = {}
+    writer: _FolderWriter | _DuckDBWriter | _PostgresWriter
     if kind == "folder":
         writer = _FolderWriter(Path(location), file_format)
     elif kind == "duckdb":
@@ -792,7 +793,7 @@ class _FolderWriter:
     def __init__(self, folder: Path, file_format: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.fmt = folder, file_format
-        self.writers: dict[str, object] = {}
+        self.writers: dict[str, Any] = {}  # pyarrow ParquetWriter per table
 
     def write(self, name: str, frame: pd.DataFrame, first: bool) -> None:
         import pyarrow as pa

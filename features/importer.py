@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -194,7 +195,7 @@ def import_transactions(
         if n:
             reason[mask] = why
             report.dropped[why] = n
-            report.examples[why] = [f"row {i + 1}: {_show(v)}" for i, v in values[mask].head(3).items()]
+            report.examples[why] = [f"row {cast(int, i) + 1}: {_show(v)}" for i, v in values[mask].head(3).items()]  # the index is raw's RangeIndex
 
     customer = normalise_ids(raw[customer_col])
     drop(customer.isna(), NO_CUSTOMER, raw[customer_col])

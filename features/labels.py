@@ -104,7 +104,7 @@ def snapshot_dates(
         return [latest]
 
     def dates(step: str) -> list[date]:
-        out = []
+        out: list[date] = []
         k = 0
         while True:
             if step == "monthly":

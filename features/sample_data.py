@@ -543,7 +543,7 @@ def _draw_customers(rng: np.random.Generator, n: int, cal: _Calendar, roster: _R
 
     by_region = [np.flatnonzero(roster.region == r) for r in range(len(REGIONS))]
     pick = rng.random(n)
-    manager = np.array([by_region[r][int(p * len(by_region[r]))] for r, p in zip(region, pick)], dtype=np.int64)
+    manager = np.array([by_region[r][int(p * len(by_region[r]))] for r, p in zip(region, pick, strict=True)], dtype=np.int64)
     cadence = _TIER_CADENCE[tier] * roster.diligence[manager] * rng.lognormal(0.0, 0.25, n)
 
     service_issue = rng.random(n) < _SERVICE_ISSUE_SHARE
@@ -879,7 +879,7 @@ def _company_names(rng: np.random.Generator, segment: np.ndarray) -> list[str]:
     stems = rng.integers(0, len(_NAME_STEMS), segment.size)
     core_pick, suffix_pick = rng.random(segment.size), rng.random(segment.size)
     names = []
-    for seg, stem, core, suffix in zip(segment, stems, core_pick, suffix_pick):
+    for seg, stem, core, suffix in zip(segment, stems, core_pick, suffix_pick, strict=True):
         cores, suffixes = _NAME_CORES[seg], _NAME_SUFFIXES[seg]
         words = (_NAME_STEMS[stem], cores[int(core * len(cores))], suffixes[int(suffix * len(suffixes))])
         names.append(" ".join(w for w in words if w))

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 import ibis.expr.types as ir
 import pandas as pd
 
+from features.btyd import btyd_features
 from features.complaints import complaint_features
 from features.contacts import contact_features
 from features.dataset import CRMDataset, DataError
 from features.orders import active_customers, order_features
 from features.receivables import receivable_features
-from features.btyd import btyd_features
 from features.registry import BTYD, BTYD_HORIZON_DAYS, BTYD_NO_ORDER_HORIZONS, DESCRIPTIVE, FEATURES, PointInTime, model_features
 from features.tiers import tier_features
 

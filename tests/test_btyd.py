@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.dataset import CRMDataset
 from features.btyd import BetaGeoModel, BTYDParams, _expected_given_alive_quadrature, btyd_feature_names, btyd_features, rfm_summary, simulate
+from features.dataset import CRMDataset
 
 TRUE = BTYDParams(r=0.8, alpha=4.0, a=0.7, b=2.5)
 HORIZON = 13.0

@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
+from test_contract import good_tables
 
 from features.dataset import CRMDataset, DataError, _split_pg_url, data_end_date, open_dataset, write_dataset
 from features.sample_data import generate_sample
 from features.snapshot import build_snapshot
-from test_contract import good_tables
 
 CHURN = Path(sys.executable).with_name("churn")
 END = date(2025, 12, 31)

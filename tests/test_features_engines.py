@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_features_values import T as TINY_T
+from test_features_values import rhythm_orders, tiny_tables
 
 from features.dataset import open_dataset, write_dataset
 from features.labels import build_training_set
 from features.sample_data import generate_sample
 from features.snapshot import build_snapshot
-from test_features_values import T as TINY_T
-from test_features_values import rhythm_orders, tiny_tables
 
 pytestmark = pytest.mark.postgres
 

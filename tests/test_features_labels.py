@@ -89,7 +89,7 @@ def test_auto_frequency_goes_weekly_on_a_short_history() -> None:
     frame = build_training_set(data, freq="auto", min_snapshots=8)
     dates = sorted(frame["as_of"].dt.date.unique())
     assert dates[-1] == end - timedelta(days=90)
-    assert {(b - a).days for a, b in zip(dates, dates[1:])} == {7}
+    assert {(b - a).days for a, b in zip(dates, dates[1:], strict=False)} == {7}
     assert len(dates) >= 8 and dates[0] >= start + timedelta(days=SHORT_WARMUP_DAYS)
     assert dates[0] - timedelta(days=7) < start + timedelta(days=SHORT_WARMUP_DAYS)
     assert len(snapshot_dates(start, end, 90, "biweekly")) < len(dates)
@@ -101,7 +101,7 @@ def test_auto_frequency_on_a_long_history_goes_finer_only_when_monthly_is_too_fe
     assert snapshot_dates(start, end, 90, "auto", min_snapshots=3) == monthly
     assert monthly[0] >= start + timedelta(days=90)
     biweekly = snapshot_dates(start, end, 90, "auto", min_snapshots=len(monthly) + 1)
-    assert {(b - a).days for a, b in zip(biweekly, biweekly[1:])} == {14}
+    assert {(b - a).days for a, b in zip(biweekly, biweekly[1:], strict=False)} == {14}
 
 
 def test_a_short_history_takes_weekly_dates_after_a_short_warm_up() -> None:

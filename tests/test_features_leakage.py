@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_features_values import T as TINY_T
+from test_features_values import ago, tiny_tables
 
 from features.contract import CHANNELS, MUTABLE_ATTRIBUTES, SETTLEMENT_TERMS
 from features.dataset import CRMDataset, DataError, open_dataset, write_dataset
 from features.labels import build_training_set
 from features.sample_data import generate_sample
 from features.snapshot import build_snapshot
-from test_features_values import T as TINY_T
-from test_features_values import ago, tiny_tables
 
 END = date(2025, 12, 31)
 VALID_UNTIL = date(2027, 12, 31)
@@ -46,7 +46,7 @@ def with_future_rows(tables: dict[str, pd.DataFrame], t: date, seed: int) -> dic
     """``tables`` plus rows dated on or after T, and later resolutions and payments on existing rows."""
     rng = np.random.default_rng(seed)
     out = {name: frame.copy() for name, frame in tables.items()}
-    for name, frame in out.items():
+    for frame in out.values():
         for col in frame.columns:
             if isinstance(frame[col].dtype, pd.CategoricalDtype):
                 frame[col] = frame[col].astype("str")

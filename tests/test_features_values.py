@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.dataset import CRMDataset
 from features.btyd import btyd_features
+from features.dataset import CRMDataset
 from features.registry import BTYD, CATEGORICAL, FEATURES, model_features
 from features.snapshot import build_snapshot
 
