@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import pandas as pd
 import typer
@@ -26,14 +26,14 @@ _out = Console(width=140)
 def backtest_command(
     start: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First as-of date YYYY-MM-DD.")],
     end: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last as-of date YYYY-MM-DD (its outcome must be in the data).")],
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="CRM dataset: folder, .duckdb file or postgresql:// URL [env CHURN_DATA].")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="CRM dataset: folder, .duckdb file or postgresql:// URL [env CHURN_DATA].")] = None,
     every: Annotated[str, typer.Option("--every", help="Step between as-of dates: 1M (months), 2W (weeks), 14D (days).")] = "1M",
-    horizon: Annotated[Optional[int], typer.Option("--horizon", help="Churn horizon in days (default 90).")] = None,
+    horizon: Annotated[int | None, typer.Option("--horizon", help="Churn horizon in days (default 90).")] = None,
     trials: Annotated[int, typer.Option("--trials", min=1, help="Optuna trials per training.")] = 10,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.")] = None,
-    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the table to this .csv file.")] = None,
-    scores_file: Annotated[Optional[Path], typer.Option("--scores", help="Also write every customer's scores and outcome to this .csv file.")] = None,
-    ablate: Annotated[Optional[list[str]], typer.Option("--ablate", help="Also train without these features or feature groups, comma-separated (repeatable: one variant each).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write the table to this .csv file.")] = None,
+    scores_file: Annotated[Path | None, typer.Option("--scores", help="Also write every customer's scores and outcome to this .csv file.")] = None,
+    ablate: Annotated[list[str] | None, typer.Option("--ablate", help="Also train without these features or feature groups, comma-separated (repeatable: one variant each).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
 ) -> None:
     """Train as of each date (nothing on or after it is read), score, and measure against what happened.

@@ -329,7 +329,7 @@ def decide_promotion(
     version = str(champion.version)
     try:
         old = _load_version(client, name, version)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any unreadable champion is replaced, saying why
         return Promotion(True, CHAMPION, f"the champion (version {version}) cannot be loaded ({err}); the new model replaces it ({won})", version)
     old_pr_auc, how = _champion_figure(client, champion, old, new_model.metadata, test_frame, test_labels)
     if old_pr_auc is None:
