@@ -35,7 +35,6 @@ from training.train import Fitted, categorical_of, fit_frame, labelled_snapshots
 
 Progress = Callable[[str], None]
 OpenAt = Callable[[date], CRMDataset]
-METHODS = ("model", *BASELINES)
 COLUMNS = (
     "as_of", "subset", "method", "customers", "churn_rate", "roc_auc", "pr_auc", "brier", "lift_top10",
     "margin_roc_auc_low", "margin_roc_auc_high",
