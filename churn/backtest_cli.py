@@ -43,7 +43,7 @@ def backtest_command(
     settings = load_settings(data=data, horizon_days=horizon, seed=seed)
     config = BacktestConfig(
         start=start.date(), end=end.date(), every=every, horizon_days=settings.horizon_days, active_days=settings.active_days,
-        trials=trials, seed=settings.seed, ablate=tuple(ablate or ()),
+        trials=trials, seed=settings.seed, ablate=tuple(ablate or ()), stage_rule=settings.stage_rule(), risk_high=settings.risk_high,
     )
     for flag, path in (("--out", out_file), ("--scores", scores_file)):
         if path is not None and path.suffix != ".csv":
@@ -90,5 +90,15 @@ def _print(result: BacktestResult) -> None:
         means = result.ablation.groupby("variant", sort=False)[[c for c in result.ablation.columns if c.endswith(("_roc_auc", "_pr_auc"))]].mean()
         _out.print("ablation (the model's mean over the dates):")
         _out.print(means.round(4).to_string())
+    if not result.lead_times.empty:
+        lead = Table(title=f"lead time: days from the first warning to a lost customer's last order ({int(result.lead_times['lost'].iloc[0]):,} lost customers on a retain list)")
+        for col in ("list", "method", "flagged", "median lead (days)", "quartiles", "precision", "customer-dates flagged"):
+            lead.add_column(col, justify="left" if col in ("list", "method") else "right")
+        for _, r in result.lead_times.iterrows():
+            lead.add_row(
+                r["list"], r["method"], f"{r['flagged']:.0%}", f"{r['median_lead_days']:.0f}", f"{r['q25_lead_days']:.0f} to {r['q75_lead_days']:.0f}",
+                f"{r['precision']:.0%}", f"{r['flags']:,}",
+            )
+        _out.print(lead)
     for note in result.notes:
         _out.print(f"note: {note}", highlight=False)

@@ -262,6 +262,7 @@ def train(
                 tracking_uri=settings.tracking_uri,
                 artifact_root=settings.artifact_root,
                 model_name=settings.model_name,
+                stage_rule=settings.stage_rule(),
             )
     finally:
         ds.close()
@@ -390,6 +391,7 @@ def demo(
             tracking_uri=settings.tracking_uri,
             artifact_root=settings.artifact_root,
             model_name=settings.model_name,
+            stage_rule=settings.stage_rule(),
             progress=lambda msg: status.update(f"training: {msg}"),
         )
     _print_training(result, settings)

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.stage import StageRule
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,6 +53,9 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=1000, ge=1, description="Largest /predict batch accepted.")
     risk_high: float = Field(default=0.5, gt=0, lt=1, description="Probability from which risk_band is high.")
     risk_medium: float = Field(default=0.25, gt=0, lt=1, description="Probability from which risk_band is medium.")
+    stage_gap_multiple: float = Field(default=3.0, gt=0, description="A customer is win_back (gone quiet) after this many of its usual gaps without an order.")
+    stage_min_days: float = Field(default=30.0, ge=0, description="Fewest days without an order before any customer is win_back.")
+    stage_single_order_days: float = Field(default=90.0, ge=0, description="Days without an order after which a customer with a single order day is win_back.")
 
     @field_validator("risk_medium")
     @classmethod
@@ -59,6 +64,10 @@ class Settings(BaseSettings):
         if v >= high:
             raise ValueError(f"risk_medium ({v}) must be below risk_high ({high})")
         return v
+
+    def stage_rule(self) -> StageRule:
+        """When a customer counts as gone quiet (``win_back``) rather than still buying (``retain``)."""
+        return StageRule(self.stage_gap_multiple, self.stage_min_days, self.stage_single_order_days)
 
     def resolved_api_key(self) -> str | None:
         """The API key from CHURN_API_KEY, else from the key file, else None."""

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from features.dataset import DataError, open_dataset, write_dataset
 from features.sample_data import generate_sample
-from training.backtest import COLUMNS, BacktestConfig, BacktestResult, as_of_dates, run_backtest
+from training.backtest import COLUMNS, BacktestConfig, BacktestResult, as_of_dates, lead_times, run_backtest
 
 CHURN = Path(sys.executable).with_name("churn")
 END = date(2025, 12, 31)
@@ -47,9 +47,9 @@ def test_the_table_has_every_date_subset_and_method(result: BacktestResult) -> N
     table = result.table
     assert list(table.columns[: len(COLUMNS)]) == list(COLUMNS)
     assert sorted(table["as_of"].unique()) == [d.isoformat() for d in DATES]
-    assert set(table["subset"]) == {"all", "ordered_90d"}
+    assert set(table["subset"]) == {"all", "ordered_90d", "retain"}
     assert set(table["method"]) == {"model", "recency", "bgnbd", "logistic_rfm"}
-    assert len(table) == 2 * 2 * 4
+    assert len(table) == 2 * 3 * 4
     model = table[table["method"] == "model"]
     assert (model["margin_roc_auc_low"] <= model["margin_roc_auc"]).all() and (model["margin_roc_auc"] <= model["margin_roc_auc_high"]).all()
     assert table.loc[table["method"] != "model", "margin_roc_auc_low"].isna().all()
@@ -63,6 +63,8 @@ def test_the_figures_are_the_scores_against_the_outcome(result: BacktestResult) 
         scores = result.scores[result.scores["as_of"] == as_of]
         if subset == "ordered_90d":
             scores = scores[scores["ordered_90d"]]
+        if subset == "retain":
+            scores = scores[scores["stage"] == "retain"]
         assert row["customers"] == len(scores) and row["churn_rate"] == pytest.approx(scores["churned"].mean())
         assert row["roc_auc"] == pytest.approx(roc_auc_score(scores["churned"], scores[method]))
 
@@ -70,7 +72,7 @@ def test_the_figures_are_the_scores_against_the_outcome(result: BacktestResult) 
 @pytest.mark.slow
 def test_summary_and_ablation(result: BacktestResult) -> None:
     summary = result.summary.set_index(["subset", "metric"])
-    assert set(summary.index) == {(s, m) for s in ("all", "ordered_90d") for m in ("roc_auc", "pr_auc")}
+    assert set(summary.index) == {(s, m) for s in ("all", "ordered_90d", "retain") for m in ("roc_auc", "pr_auc")}
     mean = result.table[(result.table["method"] == "model") & (result.table["subset"] == "all")]["margin_roc_auc"].mean()
     assert summary.loc[("all", "roc_auc"), "mean_margin"] == pytest.approx(mean)
     low, high = summary.loc[("all", "roc_auc"), ["low", "high"]]
@@ -127,9 +129,10 @@ def test_the_command_writes_the_table_and_an_mlflow_run(sample: dict[str, pd.Dat
     args = [CHURN, "backtest", "--data", str(store), "--from", "2025-08-01", "--to", "2025-08-01", "--trials", "1", "--out", str(out), "--scores", str(scores)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr
-    assert "mean margin" in done.stdout and "ordered_90d" in done.stdout
+    assert "mean margin" in done.stdout and "ordered_90d" in done.stdout and "retain" in done.stdout
     table = pd.read_csv(out)
-    assert list(table.columns[: len(COLUMNS)]) == list(COLUMNS) and len(table) == 8
+    assert list(table.columns[: len(COLUMNS)]) == list(COLUMNS) and len(table) == 12
+    assert "lead time" in done.stdout
     assert set(pd.read_csv(scores).columns) >= {"customer_id", "model", "recency", "bgnbd", "logistic_rfm", "churned"}
     client = MlflowClient(tracking_uri=env["CHURN_TRACKING_URI"])
     experiment = client.get_experiment_by_name("churn-backtest/crm")
@@ -147,3 +150,36 @@ def test_an_outcome_not_yet_known_is_a_clear_message(sample: dict[str, pd.DataFr
     done = subprocess.run([CHURN, "backtest", "--data", str(store), "--from", "2025-11-01", "--to", "2025-11-01"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "not known yet" in done.stderr and "--to 2025-10-03" in done.stderr and "2025-12-31" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_lead_times_cover_every_method_on_both_lists(result: BacktestResult) -> None:
+    lead = result.lead_times
+    assert set(lead["method"]) == {"model", "recency", "bgnbd", "logistic_rfm"}
+    assert set(lead["list"]) == {"top 10% of retain", "probability >= 0.5"}
+    top = lead[lead["list"] == "top 10% of retain"].set_index("method")
+    assert top["flags"].nunique() == 1, "every method flags as many customers (the top 10% of each date's retain list)"
+    assert ((top["flagged"] >= 0) & (top["flagged"] <= 1)).all() and ((top["precision"] >= 0) & (top["precision"] <= 1)).all()
+
+
+def test_lead_time_by_hand() -> None:
+    scores = pd.DataFrame(
+        {
+            "as_of": ["2024-01-01"] * 4 + ["2024-02-01"] * 4,
+            "customer_id": ["a", "b", "c", "d"] * 2,
+            "stage": ["retain", "retain", "retain", "win_back", "retain", "retain", "retain", "retain"],
+            "model": [0.9, 0.2, 0.1, 0.99, 0.1, 0.8, 0.3, 0.2],
+            "recency": [0.1, 0.2, 0.9, 0.99, 0.1, 0.3, 0.8, 0.2],
+            "churned": [1, 0, 0, 1, 0, 1, 0, 0],
+        }
+    )
+    last = pd.Series(pd.to_datetime(["2024-03-01", "2024-04-10", "2024-05-01", "2023-11-01"]), index=["a", "b", "c", "d"])
+    table = lead_times(scores, last, horizon_days=90, end=date(2024, 12, 31), top=0.34).set_index(["list", "method"])
+    top = table.loc["top 34% of retain"]
+    # model flags a on 2024-01-01 (60 days before its last order) and b on 2024-02-01 (69 days)
+    assert top.loc["model", "median_lead_days"] == pytest.approx((60 + 69) / 2)
+    assert top.loc["model", "flagged"] == pytest.approx(2 / 4) and top.loc["model", "lost"] == 4
+    # recency flags c on both dates: first on 2024-01-01, 121 days before its last order
+    assert top.loc["recency", "median_lead_days"] == 121 and top.loc["recency", "precision"] == 0.0
+    high = table.loc["probability >= 0.5"]
+    assert high.loc["model", "flags"] == 2 and high.loc["model", "precision"] == 1.0

@@ -5,7 +5,13 @@ read, validation included; the model is trained on it exactly as ``churn train -
 (candidates chosen on a later period, the winner refitted on everything known), and the served model
 scores the snapshot at T. So do the baselines, refitted the same way. Then the outcome (an order in
 [T, T + H) or not) is read from the whole data and every method is measured on the same customers:
-all active customers, and the early-warning list of those who ordered in the 90 days before T.
+all active customers, the early-warning list of those who ordered in the 90 days before T, and the
+``retain`` list of those still within their own rhythm (:mod:`features.stage`).
+
+Lead time: for the customers who were lost (no order after their last one, a horizon before the
+data end), how many days before that last order did each method first put them in the top 10% of
+the ``retain`` list (equal list sizes), or in the high band; with the share flagged at all and the
+precision of the flagged list.
 
 The model's margin over the best baseline comes with a paired bootstrap interval per date, and the
 mean margin over all dates with an interval that resamples every date's customers at once.
@@ -28,6 +34,7 @@ from features.dataset import CRMDataset, DataError
 from features.labels import churned
 from features.registry import FEATURES, model_features
 from features.snapshot import build_snapshot
+from features.stage import RETAIN, StageRule, customer_stage
 from training import evaluate as ev
 from training.candidates import BASELINES
 from training.dataset import LABEL
@@ -59,6 +66,9 @@ class BacktestConfig:
         exclude: features left out of every training.
         ablate: feature names or registry groups, several joined by commas; for each entry the model is
             also trained without them.
+        stage_rule: when a customer counts as gone quiet (the ``retain`` subset is the rest).
+        lead_top: the share of each date's ``retain`` list a method flags, for the lead time.
+        risk_high: the probability from which a customer is in the high band (the lead time's second list).
     """
 
     start: date
@@ -71,6 +81,9 @@ class BacktestConfig:
     seed: int = 42
     exclude: tuple[str, ...] = ()
     ablate: tuple[str, ...] = ()
+    stage_rule: StageRule = field(default_factory=StageRule)
+    lead_top: float = 0.10
+    risk_high: float = 0.5
 
 
 @dataclass
@@ -82,7 +95,8 @@ class BacktestResult:
         summary: per subset and metric, the model's mean margin over the best baseline and its interval.
         ablation: per variant and subset, the mean ROC-AUC and PR-AUC of the model (empty without ``ablate``).
         runs: per as-of date, what training decided (candidate, periods, trees).
-        scores: per as-of date and customer, each method's probability and the outcome (``churned``).
+        scores: per as-of date and customer, its stage, each method's probability and the outcome (``churned``).
+        lead_times: per method and list (top of ``retain``, high band), the lead time before lost customers' last order.
         seconds: wall time.
         notes: what the reader should know (features left out and why).
     """
@@ -92,6 +106,7 @@ class BacktestResult:
     ablation: pd.DataFrame
     runs: pd.DataFrame
     scores: pd.DataFrame
+    lead_times: pd.DataFrame
     seconds: float
     notes: list[str] = field(default_factory=list)
 
@@ -159,12 +174,14 @@ def run_backtest(open_at: OpenAt, outcomes: CRMDataset, config: BacktestConfig, 
         say(f"as of {t}: training")
         found.append(_one_date(open_at(t), outcomes, t, config, notes, say))
     frame = pd.concat([d.table for d in found], ignore_index=True)
+    scores = pd.concat([d.scores() for d in found], ignore_index=True)
     return BacktestResult(
         table=frame[[*COLUMNS, *(c for c in frame.columns if c not in COLUMNS)]],
         summary=summarise(found, seed=config.seed),
         ablation=pd.DataFrame([row for d in found for row in d.variants]),
         runs=pd.DataFrame([d.run for d in found]),
-        scores=pd.concat([d.scores() for d in found], ignore_index=True),
+        scores=scores,
+        lead_times=lead_times(scores, last_orders(outcomes), horizon_days=config.horizon_days, end=outcomes.end_date(), top=config.lead_top, high=config.risk_high),
         seconds=time.perf_counter() - started,
         notes=list(dict.fromkeys(notes)),
     )
@@ -181,7 +198,8 @@ class DateResult:
         run: what training decided.
         y: the outcome of each customer scored at T.
         probas: method to its probabilities on those customers.
-        early: which of them ordered in the 90 days before T.
+        masks: subset name to which of them belong to it.
+        stage: each one's stage at T.
         customers: their ids.
     """
 
@@ -191,12 +209,15 @@ class DateResult:
     run: dict[str, object]
     y: np.ndarray
     probas: dict[str, np.ndarray]
-    early: np.ndarray
+    masks: dict[str, np.ndarray]
+    stage: np.ndarray
     customers: np.ndarray
 
     def scores(self) -> pd.DataFrame:
-        """One row per customer: ``as_of``, ``customer_id``, ``ordered_90d``, each method's probability, ``churned``."""
-        return pd.DataFrame({"as_of": self.as_of.isoformat(), "customer_id": self.customers, "ordered_90d": self.early, **self.probas, LABEL: self.y})
+        """One row per customer: ``as_of``, ``customer_id``, ``stage``, ``ordered_90d``, each method's probability, ``churned``."""
+        return pd.DataFrame(
+            {"as_of": self.as_of.isoformat(), "customer_id": self.customers, "stage": self.stage, "ordered_90d": self.masks["ordered_90d"], **self.probas, LABEL: self.y}
+        )
 
 
 def _one_date(known: CRMDataset, outcomes: CRMDataset, t: date, config: BacktestConfig, notes: list[str], say: Progress) -> DateResult:
@@ -210,19 +231,20 @@ def _one_date(known: CRMDataset, outcomes: CRMDataset, t: date, config: Backtest
         known.close()
     y = outcome(outcomes, snapshot, t, config.horizon_days)
     probas = {"model": fitted.model.predict_proba(snapshot), **{b: m.predict_proba(snapshot) for b, m in fitted.served_baselines.items()}}
-    table = ev.compare_methods(snapshot, y, probas, model="model", baselines=[b for b in BASELINES if b in probas], seed=config.seed)
+    table = ev.compare_methods(snapshot, y, probas, model="model", baselines=[b for b in BASELINES if b in probas], seed=config.seed, stage_rule=config.stage_rule)
     table.insert(0, "as_of", t.isoformat())
     table["chosen"] = np.where(table["method"] == "model", fitted.model.kind, table["method"])
-    variants = [_variant_row(t, "all features", snapshot, y, fitted)]
+    masks = {subset: ev.subset_mask(snapshot, subset, config.stage_rule) for subset in ev.SUBSETS}
+    variants = [_variant_row(t, "all features", snapshot, y, fitted, masks)]
     for name in config.ablate:
         say(f"as of {t}: training without {name}")
         left_out = set(name.split(","))
         kept = [f for f in features if f not in left_out and FEATURES[f].group not in left_out]
-        variants.append(_variant_row(t, f"without {name}", snapshot, y, _fit(frame, kept, t, config, lambda _m: None)))
+        variants.append(_variant_row(t, f"without {name}", snapshot, y, _fit(frame, kept, t, config, lambda _m: None), masks))
     model_row = table[(table["method"] == "model") & (table["subset"] == "all")].iloc[0]
     say(f"as of {t}: {fitted.model.kind} ROC-AUC {model_row['roc_auc']:.3f}, margin {model_row['margin_roc_auc']:+.3f} over {model_row['best_baseline']}")
-    early = ev.subset_mask(snapshot, "ordered_90d")
-    return DateResult(t, table, variants, _run_row(t, fitted), y, probas, early, snapshot["customer_id"].astype(str).to_numpy())
+    stage = customer_stage(snapshot, config.stage_rule)
+    return DateResult(t, table, variants, _run_row(t, fitted), y, probas, masks, stage, snapshot["customer_id"].astype(str).to_numpy())
 
 
 def summarise(found: Sequence[DateResult], *, draws: int = 500, seed: int = 0) -> pd.DataFrame:
@@ -246,7 +268,7 @@ def summarise(found: Sequence[DateResult], *, draws: int = 500, seed: int = 0) -
     for subset in ev.SUBSETS:
         cases = []
         for d in found:
-            mask = d.early if subset == "ordered_90d" else np.ones(len(d.y), dtype=bool)
+            mask = d.masks[subset]
             rows_t = d.table[(d.table["subset"] == subset) & (d.table["method"] == "model")]
             if rows_t.empty:
                 continue
@@ -275,7 +297,7 @@ def _resampled(rng: np.random.Generator, score: Callable[[np.ndarray, np.ndarray
 def _fit(frame: pd.DataFrame, features: Sequence[str], t: date, config: BacktestConfig, say: Progress) -> Fitted:
     return fit_frame(
         frame, feature_names=list(features), categorical=categorical_of(features), horizon_days=config.horizon_days, as_of=t,
-        trials=config.trials, timeout_s=config.timeout_s, seed=config.seed, progress=say,
+        trials=config.trials, timeout_s=config.timeout_s, seed=config.seed, progress=say, stage_rule=config.stage_rule,
     )
 
 
@@ -319,11 +341,10 @@ def outcome(data: CRMDataset, snapshot: pd.DataFrame, t: date, horizon_days: int
     return labels.reindex(snapshot["customer_id"].astype(str)).to_numpy(dtype=int)
 
 
-def _variant_row(t: date, variant: str, snapshot: pd.DataFrame, y: np.ndarray, fitted: Fitted) -> dict[str, object]:
+def _variant_row(t: date, variant: str, snapshot: pd.DataFrame, y: np.ndarray, fitted: Fitted, masks: dict[str, np.ndarray]) -> dict[str, object]:
     proba = fitted.model.predict_proba(snapshot)
     row: dict[str, object] = {"as_of": t.isoformat(), "variant": variant, "chosen": fitted.model.kind, "features": len(fitted.model.feature_names)}
-    for subset in ev.SUBSETS:
-        mask = ev.subset_mask(snapshot, subset)
+    for subset, mask in masks.items():
         row[f"{subset}_roc_auc"] = float(roc_auc_score(y[mask], proba[mask]))
         row[f"{subset}_pr_auc"] = float(average_precision_score(y[mask], proba[mask]))
     return row
@@ -346,3 +367,66 @@ def _run_row(t: date, fitted: Fitted) -> dict[str, object]:
         "params": str({k: round(v, 4) if isinstance(v, float) else v for k, v in fitted.selection.tuning.get("params", {}).items()}),
         **{f"valid_{k}_score": m["score"] for k, m in fitted.selection.metrics.items()},
     }
+
+
+def last_orders(data: CRMDataset) -> pd.Series:
+    """Each customer's last order day in the whole data.
+
+    Args:
+        data: the whole data.
+
+    Returns:
+        Timestamps indexed by ``customer_id``.
+    """
+    orders = data.table("orders")
+    last = orders.filter(orders.amount > 0).group_by("customer_id").aggregate(last_order=orders.order_date.max()).to_pandas()
+    return pd.to_datetime(last.set_index(last["customer_id"].astype(str))["last_order"])
+
+
+def lead_times(scores: pd.DataFrame, last: pd.Series, *, horizon_days: int, end: date, top: float = 0.10, high: float = 0.5) -> pd.DataFrame:
+    """How early each method warned of the customers that were lost, on the ``retain`` list.
+
+    A customer was lost when its last order lies more than a horizon before the data end. A method
+    flags a customer at T when it is in the top ``top`` of T's ``retain`` list by that method's
+    probability (the same number of customers for every method), or, for the second list, when its
+    probability is at least ``high``. The lead time is the days from the first flag to the
+    customer's last order (negative: flagged only after it).
+
+    Args:
+        scores: the backtest's per-customer scores (``as_of``, ``customer_id``, ``stage``, methods, ``churned``).
+        last: each customer's last order day.
+        horizon_days: H.
+        end: the day after the data's newest order.
+        top: the share of each date's ``retain`` list flagged.
+        high: the high band's probability.
+
+    Returns:
+        One row per list and method: ``list``, ``method``, ``lost`` (lost customers on a ``retain`` list),
+        ``flagged`` (share of them ever flagged), ``median_lead_days``, ``q25_lead_days``, ``q75_lead_days``,
+        ``precision`` (share of flagged customer-dates lost within the horizon), ``flags`` (flagged customer-dates).
+    """
+    retain = scores[scores["stage"] == RETAIN].copy()
+    retain["last_order"] = retain["customer_id"].map(last)
+    lost = set(last.index[last < pd.Timestamp(end) - pd.Timedelta(days=horizon_days)]) & set(retain["customer_id"])
+    methods = [m for m in ("model", *BASELINES) if m in retain.columns]
+    rows = []
+    for name in ("top", "high"):
+        for method in methods:
+            if name == "top":
+                rank = retain.groupby("as_of")[method].rank(ascending=False, method="first", pct=True)
+                flagged = retain[rank <= top]
+            else:
+                flagged = retain[retain[method] >= high]
+            first = flagged[flagged["customer_id"].isin(lost)].groupby("customer_id").agg(first=("as_of", "min"), last_order=("last_order", "first"))
+            lead = (first["last_order"] - pd.to_datetime(first["first"])).dt.days
+            rows.append(
+                {
+                    "list": f"top {top:.0%} of retain" if name == "top" else f"probability >= {high:g}",
+                    "method": method, "lost": len(lost), "flagged": len(first) / max(len(lost), 1),
+                    "median_lead_days": float(lead.median()) if len(lead) else np.nan,
+                    "q25_lead_days": float(lead.quantile(0.25)) if len(lead) else np.nan,
+                    "q75_lead_days": float(lead.quantile(0.75)) if len(lead) else np.nan,
+                    "precision": float(flagged[LABEL].mean()) if len(flagged) else np.nan, "flags": len(flagged),
+                }
+            )
+    return pd.DataFrame(rows)

@@ -34,6 +34,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from features.stage import RETAIN, StageRule, customer_stage
+
 TOP_FRACTIONS = (0.05, 0.10, 0.20)
 TIER_COLUMN = "abc_class"
 
@@ -488,23 +490,27 @@ def plot_importance(importance: pd.Series, top: int = 20) -> Figure:
     return fig
 
 
-SUBSETS = ("all", "ordered_90d")
-"""``all``: every active customer; ``ordered_90d``: those who ordered in the 90 days before T (the early-warning list)."""
+SUBSETS = ("all", "ordered_90d", "retain")
+"""``all``: every active customer; ``ordered_90d``: those who ordered in the 90 days before T (the early-warning
+list); ``retain``: those still within their own rhythm (:mod:`features.stage`), where recency alone cannot rank."""
 EARLY_WARNING_DAYS = 90
 
 
-def subset_mask(frame: pd.DataFrame, subset: str) -> np.ndarray:
+def subset_mask(frame: pd.DataFrame, subset: str, stage_rule: StageRule | None = None) -> np.ndarray:
     """Which rows belong to a subset of :data:`SUBSETS`.
 
     Args:
-        frame: rows with ``days_since_last_order`` (for ``ordered_90d``).
+        frame: rows with ``days_since_last_order`` (and ``median_gap_days`` for ``retain``).
         subset: the subset's name.
+        stage_rule: when a customer counts as gone quiet (``retain`` is the rest); the defaults when None.
 
     Returns:
         A boolean mask, shape [n].
     """
     if subset == "all":
         return np.ones(len(frame), dtype=bool)
+    if subset == "retain":
+        return customer_stage(frame, stage_rule) == RETAIN
     if subset == "ordered_90d":
         days = pd.to_numeric(frame["days_since_last_order"], errors="coerce").to_numpy(dtype=float)
         return days <= EARLY_WARNING_DAYS
@@ -537,7 +543,14 @@ def paired_bootstrap(y: np.ndarray, ours: np.ndarray, theirs: np.ndarray, *, dra
 
 
 def compare_methods(
-    frame: pd.DataFrame, y: np.ndarray, probas: Mapping[str, np.ndarray], *, model: str, baselines: Sequence[str], seed: int = 0
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    probas: Mapping[str, np.ndarray],
+    *,
+    model: str,
+    baselines: Sequence[str],
+    seed: int = 0,
+    stage_rule: StageRule | None = None,
 ) -> pd.DataFrame:
     """Every method's figures per subset, and the model's margin over the best baseline with its interval.
 
@@ -548,6 +561,7 @@ def compare_methods(
         model: the name of the model among ``probas``.
         baselines: the names of the baselines among ``probas``.
         seed: the bootstrap's seed.
+        stage_rule: the ``retain`` subset's rule.
 
     Returns:
         One row per subset and method: ``subset, method, customers, churn_rate, roc_auc, pr_auc, brier,
@@ -557,7 +571,7 @@ def compare_methods(
     """
     rows: list[dict[str, Any]] = []
     for subset in SUBSETS:
-        mask = subset_mask(frame, subset)
+        mask = subset_mask(frame, subset, stage_rule)
         ys = np.asarray(y, dtype=int)[mask]
         if not 0 < ys.sum() < len(ys):
             continue

@@ -228,6 +228,9 @@ def log_backtest(result: BacktestResult, config: BacktestConfig, *, dataset_name
             for _, row in result.summary.iterrows():
                 prefix = f"{row['subset']}_{row['metric']}"
                 mlflow.log_metrics({f"{prefix}_mean_margin": row["mean_margin"], f"{prefix}_margin_low": row["low"], f"{prefix}_margin_high": row["high"], f"{prefix}_wins": row["wins"]})
+            for _, row in result.lead_times[result.lead_times["list"].str.startswith("top")].iterrows():
+                figures = {f"lead_{row['method']}_median_days": row["median_lead_days"], f"lead_{row['method']}_precision": row["precision"]}
+                mlflow.log_metrics({k: float(v) for k, v in figures.items() if pd.notna(v)})
             _log_backtest_tables(result)
             for as_of, rows in result.table.groupby("as_of", sort=True):
                 with mlflow.start_run(experiment_id=experiment_id, run_name=f"as-of-{as_of}", nested=True):
@@ -240,7 +243,8 @@ def log_backtest(result: BacktestResult, config: BacktestConfig, *, dataset_name
 def _log_backtest_tables(result: BacktestResult) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for name, frame in (("backtest.csv", result.table), ("summary.csv", result.summary), ("ablation.csv", result.ablation), ("runs.csv", result.runs)):
+        tables = {"backtest.csv": result.table, "summary.csv": result.summary, "ablation.csv": result.ablation, "runs.csv": result.runs, "lead_times.csv": result.lead_times}
+        for name, frame in tables.items():
             if not frame.empty:
                 frame.to_csv(folder / name, index=False)
                 mlflow.log_artifact(str(folder / name))

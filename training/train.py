@@ -30,6 +30,7 @@ import pandas as pd
 from features.dataset import DataError
 from features.registry import CATEGORICAL, FEATURE_SET_VERSION, model_features
 from features.snapshot import build_training_set
+from features.stage import StageRule
 from training import evaluate as ev
 from training.candidates import BASELINES, Context, Recipe, Selection, build_model, fit_recipe, select
 from training.dataset import LABEL, SplitConfig, TimeSplit, matured, split_for_training
@@ -145,6 +146,7 @@ def train(
     split: SplitConfig | None = None,
     profit: ev.ProfitParams | None = None,
     exclude: Sequence[str] = (),
+    stage_rule: StageRule | None = None,
 ) -> TrainResult:
     """Train, evaluate, log, register and (maybe) promote a churn model on a CRM dataset.
 
@@ -164,6 +166,7 @@ def train(
         split: sizes of the time split; defaults when ``None``.
         profit: campaign economics for the profit metrics; defaults when ``None``.
         exclude: features to leave out.
+        stage_rule: when a customer counts as gone quiet (the test figures are also given for the ``retain`` rest).
 
     Returns:
         The run's result.
@@ -196,6 +199,7 @@ def train(
         active_days=active_days,
         split=split,
         profit=profit,
+        stage_rule=stage_rule,
     )
 
 
@@ -246,6 +250,7 @@ def train_frame(
     active_days: int = 365,
     split: SplitConfig | None = None,
     profit: ev.ProfitParams | None = None,
+    stage_rule: StageRule | None = None,
 ) -> TrainResult:
     """Everything :func:`train` does after the labelled snapshots are built.
 
@@ -269,6 +274,7 @@ def train_frame(
         active_days: logged only (the population definition used to build ``frame``).
         split: sizes of the time split and the short-history policy.
         profit: campaign economics.
+        stage_rule: the ``retain`` subset's rule.
 
     Returns:
         The run's result.
@@ -288,7 +294,7 @@ def train_frame(
     }
     fitted = fit_frame(
         frame, feature_names=feature_names, categorical=categorical, horizon_days=horizon_days, as_of=as_of, trials=trials,
-        timeout_s=timeout_s, seed=seed, split=split, profit=profit, progress=say, metadata=metadata,
+        timeout_s=timeout_s, seed=seed, split=split, profit=profit, progress=say, metadata=metadata, stage_rule=stage_rule,
     )
     say("logging the run to MLflow")
     logged = log_training_run(
@@ -322,6 +328,7 @@ def fit_frame(
     profit: ev.ProfitParams | None = None,
     progress: Progress | None = None,
     metadata: Mapping[str, Any] | None = None,
+    stage_rule: StageRule | None = None,
 ) -> Fitted:
     """Split, choose, test and refit (no side effects): the heart of a training run.
 
@@ -338,6 +345,7 @@ def fit_frame(
         profit: campaign economics.
         progress: one-line status messages.
         metadata: recorded with both models (dataset, feature set version ...).
+        stage_rule: the ``retain`` subset's rule.
 
     Returns:
         The models and every figure.
@@ -364,7 +372,8 @@ def fit_frame(
         tested[name], served[name], test_proba[name] = _test_and_refit(recipe, parts, ctx, selection.margins[recipe.kind], meta)
     test_y = parts.test[LABEL].to_numpy(dtype=int)
     values = ev.customer_values(parts.test, profit or ev.ProfitParams())
-    comparison = ev.compare_methods(parts.test, test_y, test_proba, model="model", baselines=[b for b in BASELINES if b in test_proba], seed=seed)
+    baselines = [b for b in BASELINES if b in test_proba]
+    comparison = ev.compare_methods(parts.test, test_y, test_proba, model="model", baselines=baselines, seed=seed, stage_rule=stage_rule)
     metrics = ev.evaluate_scores(test_y, test_proba["model"], values, profit or ev.ProfitParams())
     metrics |= _margins(comparison)
     for model in (served["model"], tested["model"]):
