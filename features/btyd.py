@@ -25,14 +25,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+import ibis
+import ibis.expr.datatypes as dt
 import numpy as np
 import pandas as pd
 from scipy import optimize, special
-
-if TYPE_CHECKING:
-    import ibis
+from threadpoolctl import threadpool_limits
 
 Variant = Literal["bgnbd", "mbgnbd"]
 CountBy = Literal["day", "order"]
@@ -87,13 +87,28 @@ class BetaGeoModel:
         self.variant = variant
         self.penalizer = penalizer
 
-    def fit(self, frequency: np.ndarray | pd.Series, recency: np.ndarray | pd.Series, T: np.ndarray | pd.Series) -> BetaGeoModel:
-        """Fit the population parameters.
+    def fit(
+        self,
+        frequency: np.ndarray | pd.Series,
+        recency: np.ndarray | pd.Series,
+        T: np.ndarray | pd.Series,
+        *,
+        weights: np.ndarray | pd.Series | None = None,
+        oldest_T: float | None = None,
+        start: BTYDParams | None = None,
+    ) -> BetaGeoModel:
+        """Fit the population parameters (L-BFGS-B on the log parameters, analytic gradient).
 
         Args:
             frequency: repeat orders per customer (``x``, an integer >= 0).
             recency: time from first to last order (``t_x``; 0 when ``x`` = 0).
             T: time from first order to the end of observation.
+            weights: how many customers each row stands for (a sample's inverse sampling rates);
+                default 1 each.
+            oldest_T: the ``T`` of the oldest customer of the population a sample was drawn from,
+                so that the time scale (and so the penalty) is the population's; default ``max(T)``.
+            start: start from these parameters (the fit at a neighbouring date) instead of the
+                fixed start points; those are still tried when the warm start does not converge.
 
         Returns:
             self, fitted.
@@ -101,25 +116,12 @@ class BetaGeoModel:
         x, tx, age = _check(frequency, recency, T)
         if len(x) == 0:
             raise ValueError("no customers to fit the BTYD model on")
-        uniq, weights = np.unique(np.column_stack([x, tx, age]), axis=0, return_counts=True)
-        scale = 1.0 / max(float(age.max()), 1e-9)
-        args = (uniq[:, 0], uniq[:, 1] * scale, uniq[:, 2] * scale, weights.astype(float))
-        bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 4
-        best: optimize.OptimizeResult | None = None
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            for start in _START_POINTS:
-                res = optimize.minimize(self._objective, start, args=args, method="L-BFGS-B", bounds=bounds)
-                if np.isfinite(res.fun) and (best is None or res.fun < best.fun - 1e-10):
-                    best = res
-            assert best is not None
-            polished = optimize.minimize(
-                self._objective, best.x, args=args, method="Nelder-Mead", bounds=bounds,
-                options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000},
-            )
-            if polished.success and polished.fun <= best.fun:
-                best = polished
-            stationary = _projected_gradient_small(self._objective, best.x, args, bounds)
+        row_weights = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=float)
+        uniq, inverse = np.unique(np.column_stack([x, tx, age]), axis=0, return_inverse=True)
+        scale = 1.0 / max(float(age.max() if oldest_T is None else oldest_T), 1e-9)
+        args = (uniq[:, 0], uniq[:, 1] * scale, uniq[:, 2] * scale, np.bincount(inverse.ravel(), weights=row_weights))
+        warm = None if start is None else np.log([start.r, start.alpha * scale, start.a, start.b])
+        best, stationary = self._minimise(args, warm)
         r, alpha, a, b = np.exp(best.x)
         self.params_ = BTYDParams(r=float(r), alpha=float(alpha / scale), a=float(a), b=float(b))
         self.neg_log_likelihood_ = float(best.fun)
@@ -131,12 +133,41 @@ class BetaGeoModel:
         self.n_customers_ = int(len(x))
         return self
 
-    def _objective(self, log_params: np.ndarray, x: np.ndarray, tx: np.ndarray, age: np.ndarray, weights: np.ndarray) -> float:
+    def _minimise(self, args: tuple[np.ndarray, ...], warm: np.ndarray | None) -> tuple[optimize.OptimizeResult, bool]:
+        """The best L-BFGS-B optimum from the warm start, else from each fixed start point, and whether it is stationary."""
+        bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 4
+        best: optimize.OptimizeResult | None = None
+        # the optimiser's tiny BLAS calls are ten times slower when OpenBLAS threads wait on a busy machine
+        with np.errstate(all="ignore"), warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for starts in ([] if warm is None else [warm], _START_POINTS):
+                for point in starts:
+                    # tolerances tight enough that a warm and a cold start end at the same optimum (within about 1e-7)
+                    res = optimize.minimize(
+                        self._objective, point, args=args, jac=True, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 2000}
+                    )
+                    if np.isfinite(res.fun) and (best is None or res.fun < best.fun - 1e-10):
+                        best = res
+                if best is not None and (best.success or self._stationary(best.x, args, bounds)):
+                    break
+            if best is None:
+                raise ValueError("the BTYD likelihood is not finite at any start point")
+            return best, self._stationary(best.x, args, bounds)
+
+    def _stationary(self, log_params: np.ndarray, args: tuple[np.ndarray, ...], bounds: list[tuple[float, float]]) -> bool:
+        return _projected_gradient_small(self._objective(log_params, *args)[1], log_params, bounds)
+
+    def _objective(self, log_params: np.ndarray, x: np.ndarray, tx: np.ndarray, age: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray]:
+        """The mean penalised negative log-likelihood and its gradient in the log parameters."""
         params = np.exp(log_params)
         r, alpha, a, b = params
-        ll = _log_likelihood(self.variant, r, alpha, a, b, x, tx, age)
-        value = -float(np.dot(weights, ll) / weights.sum()) + self.penalizer * float(np.sum(params**2))
-        return value if np.isfinite(value) else 1e300
+        ll, grad = _log_likelihood_and_gradient(self.variant, r, alpha, a, b, x, tx, age)
+        total = weights.sum()
+        value = -float(np.dot(weights, ll) / total) + self.penalizer * float(np.sum(params**2))
+        gradient = -(grad @ weights) / total * params + 2.0 * self.penalizer * params**2
+        if not (np.isfinite(value) and np.all(np.isfinite(gradient))):
+            return 1e300, np.zeros(4)
+        return value, gradient
 
     def log_likelihood(self, frequency: np.ndarray | pd.Series, recency: np.ndarray | pd.Series, T: np.ndarray | pd.Series) -> np.ndarray:
         """Per-customer log-likelihood under the fitted parameters.
@@ -254,9 +285,40 @@ def _log_likelihood(variant: Variant, r: float, alpha: float, a: float, b: float
     return a1 + a2 + np.logaddexp(a3, a4)
 
 
-def _projected_gradient_small(fun, x0: np.ndarray, args: tuple, bounds: list[tuple[float, float]], tol: float = 1e-4) -> bool:
+def _log_likelihood_and_gradient(
+    variant: Variant, r: float, alpha: float, a: float, b: float, x: np.ndarray, tx: np.ndarray, age: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-customer log-likelihood and its derivatives in ``(r, alpha, a, b)`` (a 4 x n array)."""
+    repeat = x if variant == "bgnbd" else x + 1.0
+    a3 = -(r + x) * np.log(alpha + age)
+    b_alive = b + np.maximum(x, 1.0) - 1.0 if variant == "bgnbd" else b + x
+    a4 = np.log(a) - np.log(b_alive) - (r + x) * np.log(alpha + tx)
+    mixed = np.logaddexp(a3, a4)
+    if variant == "bgnbd":
+        mixed = np.where(x > 0, mixed, a3)
+    share4 = np.exp(a4 - mixed)
+    if variant == "bgnbd":
+        share4 = np.where(x > 0, share4, 0.0)
+    share3 = 1.0 - share4
+    ll = (
+        special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+        + special.gammaln(a + b) + special.gammaln(b + repeat) - special.gammaln(b) - special.gammaln(a + b + repeat)
+        + mixed
+    )
+    digamma_ab = special.digamma(a + b) - special.digamma(a + b + repeat)
+    grad = np.stack(
+        [
+            special.digamma(r + x) - special.digamma(r) + np.log(alpha) - share3 * np.log(alpha + age) - share4 * np.log(alpha + tx),
+            r / alpha - (r + x) * (share3 / (alpha + age) + share4 / (alpha + tx)),
+            digamma_ab + share4 / a,
+            digamma_ab + special.digamma(b + repeat) - special.digamma(b) - share4 / b_alive,
+        ]
+    )
+    return ll, grad
+
+
+def _projected_gradient_small(grad: np.ndarray, x0: np.ndarray, bounds: list[tuple[float, float]], tol: float = 1e-4) -> bool:
     """Whether ``x0`` is stationary: a small gradient, except along a bound the gradient pushes against."""
-    grad = optimize.approx_fprime(x0, fun, 1e-7, *args)
     if not np.all(np.isfinite(grad)):
         return False
     lower = np.array([b[0] for b in bounds])
@@ -286,6 +348,7 @@ def rfm_summary(
     *,
     time_unit_days: float = 7.0,
     count_by: CountBy = "day",
+    gaps: ibis.Table | None = None,
 ) -> pd.DataFrame:
     """The (frequency, recency, T) summary of each customer's positive orders before ``as_of``.
 
@@ -295,6 +358,9 @@ def rfm_summary(
         as_of: nothing on or after this day is read.
         time_unit_days: days per time unit (7: weeks).
         count_by: "day" counts repeat order days (the BTYD convention), "order" repeat orders.
+        gaps: with an Ibis ``orders``, its :func:`features.orders.order_gaps` (one row per repeat
+            order day) when already computed: the order days are then counted from it, which is
+            cheaper than counting distinct days.
 
     Returns:
         Indexed by ``customer_id``: ``frequency``, ``recency``, ``T`` (in time units),
@@ -307,20 +373,7 @@ def rfm_summary(
         kept = pd.DataFrame({"customer_id": frame.loc[keep, "customer_id"].astype("string"), "day": day[keep]})
         agg = kept.groupby("customer_id", sort=True).agg(first_order=("day", "min"), last_order=("day", "max"), orders=("day", "size"), days=("day", "nunique"))
     else:
-        import ibis
-        import ibis.expr.datatypes as dt
-
-        t = orders.filter((orders.order_date < ibis.literal(as_of, type=dt.date)) & (orders.amount > 0))
-        agg = (
-            t.group_by("customer_id")
-            .aggregate(first_order=t.order_date.min(), last_order=t.order_date.max(), orders=t.count(), days=t.order_date.nunique())
-            .to_pandas()
-            .assign(customer_id=lambda f: f["customer_id"].astype("string"))
-            .set_index("customer_id")
-            .sort_index()
-        )
-        agg["first_order"] = pd.to_datetime(agg["first_order"])
-        agg["last_order"] = pd.to_datetime(agg["last_order"])
+        agg = _engine_order_summary(orders, as_of, gaps)
     repeats = (agg["days"] if count_by == "day" else agg["orders"]) - 1
     end = pd.Timestamp(as_of)
     out = pd.DataFrame(
@@ -338,6 +391,25 @@ def rfm_summary(
     return out
 
 
+def _engine_order_summary(orders: ibis.Table, as_of: date, gaps: ibis.Table | None) -> pd.DataFrame:
+    """Per customer, first and last order day, positive orders and order days before ``as_of``, aggregated in the engine."""
+    day = ibis.literal(as_of, type=dt.date)
+    placed = orders.filter((orders.order_date < day) & (orders.amount > 0))
+    aggregates = {"first_order": placed.order_date.min(), "last_order": placed.order_date.max(), "orders": placed.count()}
+    if gaps is None:
+        per_customer = placed.group_by("customer_id").aggregate(**aggregates, days=placed.order_date.nunique())
+    else:
+        per_customer = placed.group_by("customer_id").aggregate(**aggregates)
+        known = gaps.filter(gaps.order_date < day)
+        repeat_days = known.group_by("customer_id").aggregate(repeat_days=known.count())
+        joined = per_customer.left_join(repeat_days, per_customer.customer_id == repeat_days.customer_id)
+        per_customer = joined.select(*(per_customer[c] for c in per_customer.columns), days=joined.repeat_days.coalesce(0) + 1)
+    agg = per_customer.to_pandas().assign(customer_id=lambda f: f["customer_id"].astype("string")).set_index("customer_id").sort_index()
+    agg["first_order"] = pd.to_datetime(agg["first_order"])
+    agg["last_order"] = pd.to_datetime(agg["last_order"])
+    return agg
+
+
 def btyd_feature_names(horizon_days: int = 90, no_order_horizons: Sequence[int] = ()) -> list[str]:
     """The columns :func:`btyd_features` returns for a horizon (and further horizons of the chance of no order)."""
     more = [f"btyd_p_no_order_{days}d" for days in _more_horizons(horizon_days, no_order_horizons)]
@@ -346,6 +418,68 @@ def btyd_feature_names(horizon_days: int = 90, no_order_horizons: Sequence[int] 
 
 def _more_horizons(horizon_days: int, no_order_horizons: Sequence[int]) -> list[int]:
     return [days for days in dict.fromkeys(no_order_horizons) if days != horizon_days]
+
+
+FIT_SAMPLE_SIZE = 20_000
+"""Customers the BG/NBD parameters are fitted on (a stratified sample when there are more; see
+:func:`stratified_sample`). Against the fit on all of 100,000 customers the parameters stay within
+5%, every customer's probabilities within 0.01 and expected orders within 5% (of max(expected, 0.1))
+(``tests/test_btyd.py``; on the benchmark sample within 1%, 0.003 and 1%). A fit takes about 0.3 s
+from the fixed start points and 0.1 s from the previous date's parameters."""
+
+
+def stratified_sample(frequency: np.ndarray | pd.Series, T: np.ndarray | pd.Series, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sample of customers stratified by frequency (powers of two) and age (quartiles of ``T``), with its weights.
+
+    Each stratum gives its share of ``size`` (at least one customer), drawn at random without
+    replacement; each sampled customer stands for ``stratum size / sampled`` customers.
+
+    Args:
+        frequency: repeat orders per customer.
+        T: age per customer.
+        size: the sample size; every customer (weight 1) when there are not more.
+        seed: seed of the draw.
+
+    Returns:
+        The positions of the sampled customers and their weights.
+    """
+    x = np.asarray(frequency, dtype=float)
+    age = np.asarray(T, dtype=float)
+    n = len(x)
+    if n <= size:
+        return np.arange(n), np.ones(n)
+    age_class = np.searchsorted(np.quantile(age, [0.25, 0.5, 0.75]), age, side="right")
+    _, stratum, counts = np.unique(np.floor(np.log2(x + 1.0)) * 4 + age_class, return_inverse=True, return_counts=True)
+    take = np.minimum(np.maximum(np.round(counts * size / n), 1), counts).astype(int)
+    order = np.lexsort((np.random.default_rng(seed).random(n), stratum))
+    rank_in_stratum = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+    chosen = np.sort(order[rank_in_stratum < take[stratum[order]]])
+    return chosen, (counts / take)[stratum[chosen]]
+
+
+def fit_on_sample(
+    summary: pd.DataFrame,
+    model: BetaGeoModel,
+    *,
+    sample_size: int = FIT_SAMPLE_SIZE,
+    seed: int = 0,
+    start: BTYDParams | None = None,
+) -> BetaGeoModel:
+    """Fit ``model`` on a stratified sample of the customers of ``summary`` (all of them when few).
+
+    Args:
+        summary: :func:`rfm_summary` of every customer.
+        model: the unfitted model.
+        sample_size: customers to fit on.
+        seed: seed of the sample.
+        start: parameters to start from (the fit at a neighbouring date).
+
+    Returns:
+        ``model``, fitted with the population's time scale.
+    """
+    chosen, weights = stratified_sample(summary["frequency"], summary["T"], sample_size, seed)
+    sample = summary.iloc[chosen]
+    return model.fit(sample["frequency"], sample["recency"], sample["T"], weights=weights, oldest_T=float(summary["T"].max()), start=start)
 
 
 def btyd_features(
@@ -359,6 +493,10 @@ def btyd_features(
     count_by: CountBy = "day",
     customers: pd.Index | list[str] | None = None,
     no_order_horizons: Sequence[int] = (),
+    gaps: ibis.Table | None = None,
+    sample_size: int = FIT_SAMPLE_SIZE,
+    seed: int = 0,
+    start: BTYDParams | None = None,
 ) -> pd.DataFrame:
     """BTYD figures per customer as of a date, fitted on every customer's orders before it (no leakage).
 
@@ -372,6 +510,11 @@ def btyd_features(
         count_by: repeat order "day"s (default) or "order"s.
         customers: return these customers only (those without an order before ``as_of`` get NaN).
         no_order_horizons: further horizons in days for the chance of no order, from the same fit.
+        gaps: the order gaps of an Ibis ``orders`` when already computed (see :func:`rfm_summary`).
+        sample_size: the parameters are fitted on a stratified sample of this many customers
+            (:func:`fit_on_sample`); the figures are computed for every customer.
+        seed: seed of that sample.
+        start: parameters to start the fit from (the fit at a neighbouring date).
 
     Returns:
         Indexed by ``customer_id``: ``btyd_expected_orders_<H>d`` (expected orders in the next
@@ -379,32 +522,27 @@ def btyd_features(
         for each further horizon (see :func:`btyd_feature_names`). ``attrs`` holds the fitted
         parameters, the variant and whether the fit converged.
     """
-    summary = rfm_summary(orders, as_of, time_unit_days=time_unit_days, count_by=count_by)
+    summary = rfm_summary(orders, as_of, time_unit_days=time_unit_days, count_by=count_by, gaps=gaps)
     names = btyd_feature_names(horizon_days, no_order_horizons)
     if summary.empty:
         out = pd.DataFrame(columns=names, index=pd.Index([], name="customer_id", dtype="string"), dtype="float64")
     else:
-        model = BetaGeoModel(variant=variant, penalizer=penalizer).fit(summary["frequency"], summary["recency"], summary["T"])
-        t = horizon_days / time_unit_days
-        args = (summary["frequency"], summary["recency"], summary["T"])
-        more = {
-            name: model.p_no_order(days / time_unit_days, *args)
-            for name, days in zip(names[3:], _more_horizons(horizon_days, no_order_horizons), strict=True)
-        }
-        out = pd.DataFrame(
-            {
-                names[0]: model.expected_orders(t, *args),
-                names[1]: model.p_alive(*args),
-                names[2]: model.p_no_order(t, *args),
-                **more,
-            },
-            index=summary.index,
-        )
+        model = fit_on_sample(summary, BetaGeoModel(variant=variant, penalizer=penalizer), sample_size=sample_size, seed=seed, start=start)
+        horizons = [horizon_days, *_more_horizons(horizon_days, no_order_horizons)]
+        out = _figures(model, summary, names, [days / time_unit_days for days in horizons])
         out.attrs.update({"params": model.params_, "variant": variant, "penalizer": penalizer, "converged": model.converged_, "boundary": model.boundary_})
     if customers is not None:
         out = out.reindex(pd.Index(customers, name="customer_id").astype("string"))
     out.index.name = "customer_id"
     return out
+
+
+def _figures(model: BetaGeoModel, summary: pd.DataFrame, names: list[str], horizons: list[float]) -> pd.DataFrame:
+    """The columns ``names`` (see :func:`btyd_feature_names`) for every customer of ``summary``, horizons in time units."""
+    args = (summary["frequency"], summary["recency"], summary["T"])
+    no_order = [model.p_no_order(t, *args) for t in horizons]
+    columns = [model.expected_orders(horizons[0], *args), model.p_alive(*args), *no_order]
+    return pd.DataFrame(dict(zip(names, columns, strict=True)), index=summary.index)
 
 
 def simulate(

@@ -7,9 +7,7 @@ must not pass the end of the data (the day after the newest order, or the given 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Literal
 
@@ -19,9 +17,8 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from features.dataset import CRMDataset, DataError
-from features.orders import order_gaps
 from features.registry import attach
-from features.snapshot import add_btyd_features, as_date, snapshot_columns, snapshot_expr, to_snapshot_frame
+from features.snapshot import add_btyd_features, as_date, shared_gaps, snapshot_columns, snapshot_expr, to_snapshot_frame
 
 Freq = Literal["auto", "monthly", "biweekly", "weekly"]
 WARMUP_DAYS = 90
@@ -198,38 +195,14 @@ def build_training_set(
         )
     columns = [*snapshot_columns(data), "churned"]
     frames = []
+    params = None
     with shared_gaps(data) as gaps:
         for i, t in enumerate(dates, start=1):
-            frame = add_btyd_features(labelled_snapshot_expr(data, t, horizon_days, active_days, gaps).to_pandas(), data, t)
+            frame = add_btyd_features(labelled_snapshot_expr(data, t, horizon_days, active_days, gaps).to_pandas(), data, t, gaps, params)
+            params = frame.attrs.get("btyd_params", params)
             frame = to_snapshot_frame(frame, t, columns)
             frame["churned"] = frame["churned"].astype("int64")
             frames.append(frame)
             if progress is not None:
                 progress(i, len(dates), t)
     return pd.concat(frames, ignore_index=True)
-
-
-@contextmanager
-def shared_gaps(data: CRMDataset) -> Iterator[ir.Table | None]:
-    """The gaps between order days, computed once into a temporary table for all the snapshots.
-
-    The window over the whole order history is the costliest part of a snapshot and does not depend
-    on T (a gap dated before T involves only orders before T), so the training set computes it once.
-
-    Args:
-        data: the CRM dataset.
-
-    Yields:
-        The temporary table (dropped afterwards), or None when the engine will not create one
-        (each snapshot then computes its own gaps).
-    """
-    name = f"churn_order_gaps_{uuid.uuid4().hex[:12]}"
-    try:
-        table = data.con.create_table(name, order_gaps(data.table("orders")), temp=True)
-    except Exception:  # noqa: BLE001 - an engine without temporary tables is only slower
-        yield None
-        return
-    try:
-        yield table
-    finally:
-        data.con.drop_table(name, force=True)

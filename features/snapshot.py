@@ -11,18 +11,20 @@ BG/NBD is fitted on them in Python (about a second), and its figures are joined 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 import ibis.expr.types as ir
 import pandas as pd
 
-from features.btyd import btyd_features
+from features.btyd import BTYDParams, btyd_features
 from features.complaints import complaint_features
 from features.contacts import contact_features
 from features.dataset import CRMDataset, DataError
-from features.orders import active_customers, order_features
+from features.orders import active_customers, order_features, order_gaps
 from features.receivables import receivable_features
 from features.registry import BTYD, BTYD_HORIZON_DAYS, BTYD_NO_ORDER_HORIZONS, DESCRIPTIVE, FEATURES, PointInTime, model_features
 from features.tiers import tier_features
@@ -91,23 +93,28 @@ def snapshot_expr(data: CRMDataset, as_of: date, active_days: int = 365, gaps: i
     return snapshot.select(*(c for c in snapshot_columns(data) if c not in ("as_of", *BTYD)))
 
 
-def add_btyd_features(frame: pd.DataFrame, data: CRMDataset, as_of: date) -> pd.DataFrame:
+def add_btyd_features(
+    frame: pd.DataFrame, data: CRMDataset, as_of: date, gaps: ir.Table | None = None, start: BTYDParams | None = None
+) -> pd.DataFrame:
     """Join the ``btyd_*`` figures of each customer onto an executed snapshot (when the data can feed them).
 
-    The modified BG/NBD (penalizer 0.1, time in weeks, repeat order days) is fitted once on every
-    customer's orders before T, not only the snapshot's population, and gives each customer the
-    expected orders and the chance of no order in the next
-    :data:`~features.registry.BTYD_HORIZON_DAYS` days, the chance of being alive, and the chance of
-    no order at the :data:`~features.registry.BTYD_NO_ORDER_HORIZONS`.
+    The modified BG/NBD (penalizer 0.1, time in weeks, repeat order days) is fitted on a stratified
+    sample of every customer with orders before T (:data:`~features.btyd.FIT_SAMPLE_SIZE`), not
+    only the snapshot's population, and gives each customer the expected orders and the chance of
+    no order in the next :data:`~features.registry.BTYD_HORIZON_DAYS` days, the chance of being
+    alive, and the chance of no order at the :data:`~features.registry.BTYD_NO_ORDER_HORIZONS`.
 
     Args:
         frame: the engine's result of :func:`snapshot_expr` at ``as_of`` (with ``customer_id``).
         data: the CRM dataset.
         as_of: T; only orders dated strictly before T are read.
+        gaps: :func:`features.orders.order_gaps` of ``data``'s orders, when already computed.
+        start: the parameters fitted at a neighbouring date, to start the fit from.
 
     Returns:
         ``frame`` with the ``btyd_*`` columns of :func:`features.registry.model_features` added
-        (missing where a customer has no order before T); unchanged when there are none.
+        (missing where a customer has no order before T), and the fitted parameters in
+        ``attrs["btyd_params"]``; unchanged when there are none.
     """
     wanted = [name for name in model_features(data) if name in BTYD]
     if not wanted:
@@ -119,9 +126,12 @@ def add_btyd_features(frame: pd.DataFrame, data: CRMDataset, as_of: date) -> pd.
             out[name] = pd.Series(dtype="float64")
         return out
     orders = data.cut(as_of).table("orders")
-    figures = btyd_features(orders, as_of, BTYD_HORIZON_DAYS, customers=ids.tolist(), no_order_horizons=BTYD_NO_ORDER_HORIZONS)
+    figures = btyd_features(
+        orders, as_of, BTYD_HORIZON_DAYS, customers=ids.tolist(), no_order_horizons=BTYD_NO_ORDER_HORIZONS, gaps=gaps, start=start
+    )
     for name in wanted:
         out[name] = figures[name].to_numpy(dtype="float64", na_value=float("nan"))
+    out.attrs["btyd_params"] = figures.attrs.get("params")
     return out
 
 
@@ -167,8 +177,36 @@ def build_snapshot(data: CRMDataset, as_of: date, active_days: int = 365) -> pd.
     if active_days < 1:
         raise DataError(f"active_days must be at least 1, not {active_days}")
     as_of = as_date(as_of)
-    frame = add_btyd_features(snapshot_expr(data, as_of, active_days).to_pandas(), data, as_of)
+    with shared_gaps(data) as gaps:
+        frame = add_btyd_features(snapshot_expr(data, as_of, active_days, gaps).to_pandas(), data, as_of, gaps)
     return to_snapshot_frame(frame, as_of, snapshot_columns(data))
+
+
+@contextmanager
+def shared_gaps(data: CRMDataset) -> Iterator[ir.Table | None]:
+    """The gaps between order days, computed once into a temporary table for every query that needs them.
+
+    The window over the whole order history is the costliest part of a snapshot and does not depend
+    on T (a gap dated before T involves only orders before T), so the snapshot query, the BTYD
+    summary and every snapshot of a training set read it from one table.
+
+    Args:
+        data: the CRM dataset.
+
+    Yields:
+        The temporary table (dropped afterwards), or None when the engine will not create one
+        (each query then computes its own gaps).
+    """
+    name = f"churn_order_gaps_{uuid.uuid4().hex[:12]}"
+    try:
+        table = data.con.create_table(name, order_gaps(data.table("orders")), temp=True)
+    except Exception:  # noqa: BLE001 - an engine without temporary tables is only slower
+        yield None
+        return
+    try:
+        yield table
+    finally:
+        data.con.drop_table(name, force=True)
 
 
 def build_training_set(

@@ -8,7 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.btyd import BetaGeoModel, BTYDParams, _expected_given_alive_quadrature, btyd_feature_names, btyd_features, rfm_summary, simulate
+from features.btyd import (
+    FIT_SAMPLE_SIZE,
+    BetaGeoModel,
+    BTYDParams,
+    _expected_given_alive_quadrature,
+    _figures,
+    btyd_feature_names,
+    btyd_features,
+    fit_on_sample,
+    rfm_summary,
+    simulate,
+    stratified_sample,
+)
 from features.dataset import CRMDataset
 
 TRUE = BTYDParams(r=0.8, alpha=4.0, a=0.7, b=2.5)
@@ -165,9 +177,9 @@ def test_further_horizons_come_from_the_same_fit(monkeypatch: pytest.MonkeyPatch
     fits = []
     fit = BetaGeoModel.fit
 
-    def counted_fit(self: BetaGeoModel, *args: pd.Series) -> BetaGeoModel:
+    def counted_fit(self: BetaGeoModel, *args: pd.Series, **kwargs: object) -> BetaGeoModel:
         fits.append(args)
-        return fit(self, *args)
+        return fit(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(BetaGeoModel, "fit", counted_fit)
     three = btyd_features(orders, as_of, 90, no_order_horizons=(30, 180, 90, 30))
@@ -182,3 +194,42 @@ def test_further_horizons_come_from_the_same_fit(monkeypatch: pytest.MonkeyPatch
         np.testing.assert_allclose(three[f"btyd_p_no_order_{days}d"].to_numpy(), expected, rtol=1e-12)
     assert (three["btyd_p_no_order_30d"] >= three["btyd_p_no_order_90d"]).all()
     assert (three["btyd_p_no_order_90d"] >= three["btyd_p_no_order_180d"]).all()
+
+
+def test_the_fit_on_a_stratified_sample_agrees_with_the_fit_on_everyone() -> None:
+    """FIT_SAMPLE_SIZE of 100,000 customers: parameters within 5%, probabilities within 0.01, expected orders within 5%."""
+    ages = np.round(np.random.default_rng(8).uniform(1, 156, 100_000) * 7) / 7  # whole days, in weeks, as rfm_summary gives
+    data = simulate(100_000, ages, BTYDParams(r=0.87, alpha=1.0, a=0.06, b=0.65), variant="mbgnbd", seed=9)
+    data["recency"] = np.minimum(np.round(data["recency"] * 7) / 7, data["T"])
+    full = BetaGeoModel().fit(data["frequency"], data["recency"], data["T"])
+    names = btyd_feature_names(90, (30, 180))
+    horizons = [90 / 7, 30 / 7, 180 / 7]
+    everyone = _figures(full, data, names, horizons)
+    for seed in (0, 1):
+        sampled = fit_on_sample(data, BetaGeoModel(), seed=seed)
+        assert sampled.n_customers_ == pytest.approx(FIT_SAMPLE_SIZE, rel=0.01) and sampled.converged_
+        assert sampled.params_.as_tuple() == pytest.approx(full.params_.as_tuple(), rel=0.05)
+        figures = _figures(sampled, data, names, horizons)
+        assert (figures[names[1:]] - everyone[names[1:]]).abs().max().max() < 0.01
+        assert ((figures[names[0]] - everyone[names[0]]).abs() / everyone[names[0]].clip(lower=0.1)).max() < 0.05
+
+
+def test_a_warm_start_ends_at_the_cold_start_optimum(fitted: tuple[str, pd.DataFrame, BetaGeoModel]) -> None:
+    variant, data, cold = fitted
+    nearby = BTYDParams(*(value * 1.3 for value in cold.params_.as_tuple()))
+    warm = BetaGeoModel(variant=variant, penalizer=0.0).fit(data["frequency"], data["recency"], data["T"], start=nearby)  # type: ignore[arg-type]
+    assert warm.converged_
+    assert warm.params_.as_tuple() == pytest.approx(cold.params_.as_tuple(), rel=1e-5)
+
+
+def test_stratified_sample_keeps_every_stratum_and_weighs_it_back() -> None:
+    rng = np.random.default_rng(4)
+    frequency = np.concatenate([np.zeros(9000), rng.integers(1, 200, 1000)])
+    ages = rng.uniform(1, 100, 10_000)
+    chosen, weights = stratified_sample(frequency, ages, 1000, seed=3)
+    assert len(chosen) == pytest.approx(1000, abs=30) and len(np.unique(chosen)) == len(chosen)
+    assert weights.sum() == pytest.approx(10_000)
+    assert weights[frequency[chosen] == 0].sum() == pytest.approx(9000)
+    assert np.array_equal(chosen, stratified_sample(frequency, ages, 1000, seed=3)[0])
+    everyone, ones = stratified_sample(frequency, ages, 20_000, seed=3)
+    assert len(everyone) == 10_000 and (ones == 1).all()
