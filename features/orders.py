@@ -45,7 +45,8 @@ def _is_order(o: ir.Table) -> ir.BooleanColumn:
 
 
 def _orders_within(o: ir.Table, at: PointInTime, days: int) -> ir.IntegerScalar:
-    return o.order_id.count(where=_is_order(o) & at.within(o.order_date, days))
+    # rows, not order ids: the id is a required key, and not reading it saves a string column
+    return o.count(where=_is_order(o) & at.within(o.order_date, days))
 
 
 def _sum_within(value: ir.NumericColumn, where: ir.BooleanColumn) -> ir.FloatingScalar:
@@ -141,7 +142,7 @@ def returned_value_365d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
 
 def orders_365d_to_275d_ago(o: ir.Table, at: PointInTime) -> ir.IntegerScalar:
     """Orders in [T - 365 days, T - 275 days): the 90 days from the same date a year before T."""
-    return o.order_id.count(where=_is_order(o) & at.between(o.order_date, 365, 365 - SEASON_DAYS))
+    return o.count(where=_is_order(o) & at.between(o.order_date, 365, 365 - SEASON_DAYS))
 
 
 def order_value_sd_365d(o: ir.Table, at: PointInTime) -> ir.FloatingScalar:
@@ -351,18 +352,22 @@ DERIVED: tuple[Callable[[ir.Table], ir.Column], ...] = (
 """Columns computed from the aggregates of one customer."""
 
 
-def order_features(known: CRMDataset, at: PointInTime, population: ir.Table, gaps: ir.Table | None = None) -> ir.Table:
-    """The orders group of the snapshot: every order before T read once, the gaps between order days once.
+def order_features(known: CRMDataset, at: PointInTime, active_days: int, gaps: ir.Table | None = None) -> ir.Table:
+    """The orders group of the snapshot, one row per active customer: its population.
+
+    Every order before T is read once (for the first and last order, which also tell who is
+    active), the orders of the 365 days before T once, and the gaps between order days once.
 
     Args:
         known: the dataset cut at T (nothing dated on or after T).
         at: the as-of date.
-        population: the snapshot population, one ``customer_id`` per row.
+        active_days: population = customers with an order in this many days before T (the same
+            customers as :func:`active_customers`, found without reading the orders again).
         gaps: :func:`order_gaps` computed once for many snapshots; default: from ``known``.
 
     Returns:
         ``customer_id`` and the orders group's features of the registry that the data can feed,
-        one row per population customer.
+        one row per customer with an order in the ``active_days`` before T.
     """
     orders = known.table("orders")
     has_margin = "margin" in orders.columns
@@ -370,6 +375,7 @@ def order_features(known: CRMDataset, at: PointInTime, population: ir.Table, gap
     year_aggregates = YEAR + YEAR_SPREAD + (MARGIN_AGGREGATES if has_margin else ())
     history = orders.group_by("customer_id").aggregate(**{f.__name__: f(orders, at) for f in HISTORY})
     history = history.mutate(days_since_oldest_order=days_since_oldest_order(history))
+    population = history.filter(history.days_since_last_order <= active_days).select("customer_id")
     last_year = year.group_by("customer_id").aggregate(**{f.__name__: f(year, at) for f in year_aggregates})
     g = known_gaps(order_gaps(orders) if gaps is None else gaps, history, at)
     gap_aggregates = g.group_by("customer_id").aggregate(**{f.__name__: f(g, at) for f in GAPS})

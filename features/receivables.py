@@ -86,13 +86,13 @@ def overdue_days_amount(i: ir.Table, at: PointInTime) -> ir.FloatingScalar:
 
 def invoices_due_365d(i: ir.Table, at: PointInTime) -> ir.IntegerScalar:
     """Invoices due in the 365 days before T."""
-    return i.invoice_id.count(where=at.within(i.due_at, 365) & (i.due_at < at.t))
+    return i.count(where=at.within(i.due_at, 365) & (i.due_at < at.t))  # rows: the invoice id is a required key
 
 
 def invoices_late_365d(i: ir.Table, at: PointInTime) -> ir.IntegerScalar:
     """Of the invoices due in the 365 days before T, those paid after the due date or still unpaid."""
     late = _unpaid(i) | (i.paid_at > i.due_at)
-    return i.invoice_id.count(where=at.within(i.due_at, 365) & (i.due_at < at.t) & late)
+    return i.count(where=at.within(i.due_at, 365) & (i.due_at < at.t) & late)
 
 
 def avg_days_to_pay_365d(i: ir.Table, at: PointInTime) -> ir.FloatingScalar:
@@ -162,6 +162,16 @@ def balance_to_credit_limit(r: ir.Table) -> ir.FloatingColumn:
     return ratio(r.open_balance, r.credit_limit)
 
 
+def settled_or_open(i: ir.Table, at: PointInTime) -> ir.Table:
+    """The invoices any aggregate reads: unpaid at T, or due or paid in the 365 days before T.
+
+    Every aggregate's condition implies one of these, so the other invoices (paid more than a year
+    ago, most of the history) are dropped before aggregating; a customer left with none gets the
+    values of a customer without invoices, which are the values its old invoices gave.
+    """
+    return i.filter(_unpaid(i) | at.within(i.due_at, 365) | at.within(i.paid_at, 365))
+
+
 def receivable_features(known: CRMDataset, at: PointInTime, population: ir.Table) -> ir.Table:
     """The receivables group of the snapshot (only call when invoices with ``paid_at`` are present).
 
@@ -174,7 +184,7 @@ def receivable_features(known: CRMDataset, at: PointInTime, population: ir.Table
         ``customer_id`` and the receivable columns, one row per population customer; ``balance_to_credit_limit`` only when the
         customers table has ``credit_limit``.
     """
-    i = known.table("invoices")
+    i = settled_or_open(known.table("invoices"), at)
     per_customer = i.group_by("customer_id").aggregate(**{f.__name__: f(i, at) for f in AGGREGATES})
     r = attach(population, per_customer)
     with_limit = known.has("customers") and "credit_limit" in known.table("customers").columns

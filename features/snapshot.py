@@ -24,7 +24,7 @@ from features.btyd import BTYDParams, btyd_features
 from features.complaints import complaint_features
 from features.contacts import contact_features
 from features.dataset import CRMDataset, DataError
-from features.orders import active_customers, order_features, order_gaps
+from features.orders import order_features, order_gaps
 from features.receivables import receivable_features
 from features.registry import BTYD, BTYD_HORIZON_DAYS, BTYD_NO_ORDER_HORIZONS, DESCRIPTIVE, FEATURES, PointInTime, model_features
 from features.tiers import tier_features
@@ -78,8 +78,8 @@ def snapshot_expr(data: CRMDataset, as_of: date, active_days: int = 365, gaps: i
     """
     at = PointInTime(as_of)
     known = data.cut(as_of)
-    population = active_customers(known.table("orders"), at, active_days)
-    orders = order_features(known, at, population, gaps)
+    orders = order_features(known, at, active_days, gaps)
+    population = orders.select("customer_id")
     groups = [orders, tier_features(known, orders)]
     if known.has("complaints"):
         groups.append(complaint_features(known, at, population))

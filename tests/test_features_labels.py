@@ -9,7 +9,8 @@ import pytest
 
 from features.dataset import CRMDataset, DataError
 from features.labels import SHORT_WARMUP_DAYS, build_training_set, snapshot_dates
-from features.registry import FEATURES
+from features.registry import BTYD, FEATURES
+from features.sample_data import generate_sample
 from features.snapshot import build_snapshot
 
 START = date(2023, 1, 2)
@@ -143,3 +144,21 @@ def test_absent_optional_tables_leave_their_features_out_of_the_training_set() -
     groups = {FEATURES[c].group for c in frame.columns if c in FEATURES}
     assert groups == {"orders", "tiers", "btyd"}
     assert list(frame.columns[:2]) == ["customer_id", "as_of"] and frame.columns[-1] == "churned"
+
+
+def test_the_training_set_equals_the_snapshots_of_its_dates_row_for_row() -> None:
+    """Shared gaps and BG/NBD warm starts change nothing: every date's rows are its snapshot and its labels."""
+    tables = generate_sample(300, years=2, seed=21)
+    data = CRMDataset.from_frames(tables, validate=False)
+    dates = [date(2024, 9, 1), date(2024, 10, 1), date(2025, 3, 15)]
+    frame = build_training_set(data, horizon_days=90, dates=dates)
+    orders = tables["orders"]
+    for t in dates:
+        rows = frame[frame["as_of"] == pd.Timestamp(t)].reset_index(drop=True)
+        snapshot = build_snapshot(data, t)
+        assert len(snapshot) > 100
+        model = [c for c in snapshot.columns if c not in BTYD]
+        pd.testing.assert_frame_equal(rows[model], snapshot[model], check_exact=False, rtol=1e-12, atol=1e-12)
+        pd.testing.assert_frame_equal(rows[list(BTYD)], snapshot[list(BTYD)], check_exact=False, rtol=1e-6, atol=1e-9)
+        window = orders[(orders["amount"] > 0) & (orders["order_date"] >= pd.Timestamp(t)) & (orders["order_date"] < pd.Timestamp(t + timedelta(days=90)))]
+        assert rows["churned"].tolist() == [int(c not in set(window["customer_id"])) for c in rows["customer_id"]]
