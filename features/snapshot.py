@@ -3,10 +3,12 @@
 The whole snapshot is one Ibis expression, executed once in the engine the dataset lives in
 (DuckDB, PostgreSQL, or any backend Ibis compiles to); pandas only receives the final frame. It is
 built from ``data.cut(T)``, so nothing dated on or after T can reach a feature. (The one shortcut,
-the gaps between order days that a training set computes once for all its snapshots, is filtered
-by date: a gap dated before T involves only orders before T.) The ``btyd_*`` figures are the one
-group computed outside the query: the engine aggregates each customer's orders before T, a modified
-BG/NBD is fitted on them in Python (about a second), and its figures are joined onto the frame.
+the gaps between order days, computed once into a temporary table for the snapshot, its BG/NBD
+summary and every other snapshot of a training set, is filtered by date: a gap dated before T
+involves only orders before T.) The ``btyd_*`` figures are the one group computed outside the
+query: the engine aggregates each customer's orders before T, a modified BG/NBD is fitted in Python
+on a stratified sample of those customers (a few tenths of a second), and its figures for every
+customer are joined onto the frame.
 """
 
 from __future__ import annotations
