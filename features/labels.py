@@ -198,8 +198,8 @@ def build_training_set(
     params = None
     with shared_gaps(data) as gaps:
         for i, t in enumerate(dates, start=1):
-            frame = add_btyd_features(labelled_snapshot_expr(data, t, horizon_days, active_days, gaps).to_pandas(), data, t, gaps, params)
-            params = frame.attrs.get("btyd_params", params)
+            frame, fitted = add_btyd_features(labelled_snapshot_expr(data, t, horizon_days, active_days, gaps).to_pandas(), data, t, gaps, params)
+            params = fitted or params
             frame = to_snapshot_frame(frame, t, columns)
             frame["churned"] = frame["churned"].astype("int64")
             frames.append(frame)

@@ -97,7 +97,7 @@ def snapshot_expr(data: CRMDataset, as_of: date, active_days: int = 365, gaps: i
 
 def add_btyd_features(
     frame: pd.DataFrame, data: CRMDataset, as_of: date, gaps: ir.Table | None = None, start: BTYDParams | None = None
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, BTYDParams | None]:
     """Join the ``btyd_*`` figures of each customer onto an executed snapshot (when the data can feed them).
 
     The modified BG/NBD (penalizer 0.1, time in weeks, repeat order days) is fitted on a stratified
@@ -115,26 +115,25 @@ def add_btyd_features(
 
     Returns:
         ``frame`` with the ``btyd_*`` columns of :func:`features.registry.model_features` added
-        (missing where a customer has no order before T), and the fitted parameters in
-        ``attrs["btyd_params"]``; unchanged when there are none.
+        (missing where a customer has no order before T; ``frame`` itself when the data feed none),
+        and the fitted parameters (None without a fit).
     """
     wanted = [name for name in model_features(data) if name in BTYD]
     if not wanted:
-        return frame
+        return frame, None
     out = frame.copy()
     ids = out["customer_id"].astype(str)
     if ids.empty:
         for name in wanted:
             out[name] = pd.Series(dtype="float64")
-        return out
+        return out, None
     orders = data.cut(as_of).table("orders")
     figures = btyd_features(
         orders, as_of, BTYD_HORIZON_DAYS, customers=ids.tolist(), no_order_horizons=BTYD_NO_ORDER_HORIZONS, gaps=gaps, start=start
     )
     for name in wanted:
         out[name] = figures[name].to_numpy(dtype="float64", na_value=float("nan"))
-    out.attrs["btyd_params"] = figures.attrs.get("params")
-    return out
+    return out, figures.attrs.get("params")
 
 
 def to_snapshot_frame(frame: pd.DataFrame, as_of: date, columns: list[str]) -> pd.DataFrame:
@@ -180,7 +179,7 @@ def build_snapshot(data: CRMDataset, as_of: date, active_days: int = 365) -> pd.
         raise DataError(f"active_days must be at least 1, not {active_days}")
     as_of = as_date(as_of)
     with shared_gaps(data) as gaps:
-        frame = add_btyd_features(snapshot_expr(data, as_of, active_days, gaps).to_pandas(), data, as_of, gaps)
+        frame, _ = add_btyd_features(snapshot_expr(data, as_of, active_days, gaps).to_pandas(), data, as_of, gaps)
     return to_snapshot_frame(frame, as_of, snapshot_columns(data))
 
 

@@ -156,7 +156,7 @@ def test_the_training_set_equals_the_snapshots_of_its_dates_row_for_row() -> Non
     for t in dates:
         rows = frame[frame["as_of"] == pd.Timestamp(t)].reset_index(drop=True)
         snapshot = build_snapshot(data, t)
-        assert len(snapshot) > 100
+        assert len(snapshot) > 100 and snapshot.attrs == {} == frame.attrs  # to_parquet writes attrs as JSON
         model = [c for c in snapshot.columns if c not in BTYD]
         pd.testing.assert_frame_equal(rows[model], snapshot[model], check_exact=False, rtol=1e-12, atol=1e-12)
         pd.testing.assert_frame_equal(rows[list(BTYD)], snapshot[list(BTYD)], check_exact=False, rtol=1e-6, atol=1e-9)
