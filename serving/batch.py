@@ -59,8 +59,11 @@ RISK_SCORE_TYPES: dict[str, str] = {
     "first_action_due": "date",
     "reasons_json": "string",
     "actions_json": "string",
+    "stage": "string",
+    "value_12m": "float64",
+    "let_go": "boolean",
 }
-"""The columns of the ``risk_scores`` table and their types."""
+"""The columns of the ``risk_scores`` table and their types (columns added later come last: older tables gain them)."""
 
 EXPORT_COLUMNS = (
     "customer_id",
@@ -69,7 +72,10 @@ EXPORT_COLUMNS = (
     "tier",
     "pyramid",
     "revenue_12m",
+    "value_12m",
     "value_at_risk",
+    "stage",
+    "let_go",
     "top_reason",
     "first_action",
     "first_action_owner",
@@ -149,7 +155,7 @@ def score_all(
         loaded = load_model(settings.tracking_uri, settings.model_name)
     except LookupError as err:
         raise ScoringError(f"{err}; or `churn demo` for a sample model") from None
-    scorer = Scorer(loaded, playbook, risk_high=settings.risk_high, risk_medium=settings.risk_medium)
+    scorer = Scorer(loaded, playbook, risk_high=settings.risk_high, risk_medium=settings.risk_medium, stage_rule=settings.stage_rule())
     say(f"model {loaded.name} version {loaded.version} ({loaded.alias})")
 
     if as_of is not None and as_of > (end := data_end_date(settings.data)):
@@ -205,12 +211,12 @@ def risk_scores_frame(
     for start in range(0, len(explained_at), chunk):
         part = explained_at[start : start + chunk]
         answers.update(zip(part, scored.answers(scorer, part, [True] * len(part)), strict=True))
-    by_class: dict[tuple[Any, Any, Any], tuple[list[PlannedAction], str]] = {}
+    by_class: dict[tuple[Any, Any, Any, Any], tuple[list[PlannedAction], str]] = {}
     top_reason: list[str | None] = []
     reasons_text: list[str | None] = []
     first: list[PlannedAction | None] = []
     actions_text: list[str] = []
-    for pos, row in zip(positions, summary[["tier", "pyramid", "risk_band"]].itertuples(index=False), strict=True):
+    for pos, row in zip(positions, summary[["tier", "pyramid", "risk_band", "stage"]].itertuples(index=False), strict=True):
         answer = answers.get(pos)
         if answer is not None:
             actions = answer.actions
@@ -218,9 +224,9 @@ def risk_scores_frame(
             reasons_text.append(reasons_json(answer.reasons))
             actions_text.append(actions_json(actions))
         else:
-            key = (row.tier, row.pyramid, row.risk_band)
+            key = (row.tier, row.pyramid, row.risk_band, row.stage)
             if key not in by_class:
-                planned = scorer.actions({"tier": row.tier, "pyramid": row.pyramid, "risk_band": row.risk_band}, [], scored.as_of)
+                planned = scorer.actions({"tier": row.tier, "pyramid": row.pyramid, "risk_band": row.risk_band, "stage": row.stage}, [], scored.as_of)
                 by_class[key] = (planned, actions_json(planned))
             actions, text = by_class[key]
             top_reason.append(None)
@@ -360,15 +366,26 @@ def write_risk_scores(location: str | Path, frame: pd.DataFrame) -> None:
         if RISK_SCORES not in con.list_tables():
             con.create_table(RISK_SCORES, schema=_ibis_schema())
         else:
-            have = list(con.table(RISK_SCORES).columns)
-            if have != list(RISK_SCORE_TYPES):
-                raise ScoringError(
-                    f"the {RISK_SCORES} table in {location} has the columns {have}, not {list(RISK_SCORE_TYPES)}: "
-                    f"rename it to keep its history, and score again"
-                )
+            _add_new_columns(con, location, list(con.table(RISK_SCORES).columns))
         con.insert(RISK_SCORES, frame)
     finally:
         _close(con)
+
+
+def _add_new_columns(con: ibis.BaseBackend, location: str | Path, have: list[str]) -> None:
+    """Give a ``risk_scores`` table written by an earlier version the columns added since (empty for its old runs).
+
+    Raises:
+        ScoringError: the table's columns are not an earlier version's (not a prefix of today's).
+    """
+    wanted = list(RISK_SCORE_TYPES)
+    if have == wanted:
+        return
+    if have != wanted[: len(have)]:
+        raise ScoringError(f"the {RISK_SCORES} table in {location} has the columns {have}, not {wanted}: rename it to keep its history, and score again")
+    sql = {"string": "TEXT", "float64": "DOUBLE PRECISION", "boolean": "BOOLEAN", "date": "DATE", "int64": "BIGINT", "timestamp": "TIMESTAMP"}
+    for column in wanted[len(have):]:
+        con.raw_sql(f"ALTER TABLE {RISK_SCORES} ADD COLUMN {column} {sql[RISK_SCORE_TYPES[column]]}")  # our own constant names
 
 
 def _arrow_schema() -> Any:
@@ -393,8 +410,10 @@ def _append_parquet(path: Path, frame: pd.DataFrame) -> None:
     new = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     if path.exists():
         old = pq.read_table(path)
-        if old.schema.names != schema.names:
+        if old.schema.names != schema.names[: old.num_columns]:
             raise ScoringError(f"{path} has the columns {old.schema.names}, not {schema.names}: rename it to keep its history, and score again")
+        for i in range(old.num_columns, len(schema)):
+            old = old.append_column(schema.field(i), pa.nulls(old.num_rows, schema.field(i).type))
         new = pa.concat_tables([old.cast(schema), new])
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(new, tmp)

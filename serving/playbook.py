@@ -18,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.stage import WIN_BACK
+
 DEFAULT_PLAYBOOK = Path(__file__).with_name("playbook.yaml")
 RiskBand = Literal["high", "medium", "low"]
 GENERAL = "general"
@@ -97,6 +99,11 @@ class Playbook(_Strict):
     escalation: dict[str, list[ActionSpec]] = Field(
         default_factory=dict, description="Class to extra actions for customers in the high band."
     )
+    win_back: dict[str, list[ActionSpec]] = Field(
+        default_factory=dict,
+        description="Class (or `default`) to the win-back actions of customers gone quiet; without it they get the prevention actions.",
+    )
+    let_go: list[str] = Field(default_factory=list, description="Classes whose customers gone quiet are let-go candidates.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Playbook:
@@ -132,12 +139,16 @@ class Playbook(_Strict):
                 for cls_name in names:
                     if cls_name not in by_class:
                         problems.append((("actions", driver), f"no actions for class {cls_name!r} (add them or a `default` list)"))
-        for cls_name, specs in self.escalation.items():
-            if cls_name not in known:
-                problems.append((("escalation", cls_name), f"unknown class {cls_name!r}"))
-            for j, spec in enumerate(specs):
-                if spec.owner not in self.owners:
-                    problems.append((("escalation", cls_name, j, "owner"), f"owner {spec.owner!r} is not one of {', '.join(self.owners)}"))
+        for section in ("escalation", "win_back"):
+            for cls_name, specs in getattr(self, section).items():
+                if cls_name not in known:
+                    problems.append(((section, cls_name), f"unknown class {cls_name!r}"))
+                for j, spec in enumerate(specs):
+                    if spec.owner not in self.owners:
+                        problems.append(((section, cls_name, j, "owner"), f"owner {spec.owner!r} is not one of {', '.join(self.owners)}"))
+        if self.win_back and "default" not in self.win_back:
+            problems.extend((("win_back",), f"no win-back actions for class {n!r} (add them or a `default` list)") for n in names if n not in self.win_back)
+        problems.extend((("let_go",), f"unknown class {n!r} (classes: {', '.join(names)})") for n in self.let_go if n not in names)
         claimed: dict[str, str] = {}
         for driver, driver_spec in self.drivers.items():
             for feature in driver_spec.features:
@@ -207,8 +218,9 @@ class Playbook(_Strict):
         pyramid_tier: str | None,
         risk_band: RiskBand,
         as_of: date | None = None,
+        stage: str | None = None,
     ) -> list[PlannedAction]:
-        """The win-back actions for one customer.
+        """The actions for one customer: prevention while it still buys, win-back once it has gone quiet.
 
         Args:
             drivers: ``(driver, reason sentence)`` pairs, strongest first (from the customer's reasons).
@@ -216,6 +228,8 @@ class Playbook(_Strict):
             pyramid_tier: the customer's pyramid tier, if known.
             risk_band: the customer's risk band; bands outside ``act_on_bands`` get no actions.
             as_of: the scoring date; sets each action's ``due_by``.
+            stage: ``win_back`` for a customer gone quiet (the ``win_back`` actions of its class, when the
+                playbook has them); anything else gets the prevention actions.
 
         Returns:
             Up to ``max_actions`` actions, strongest driver first; at least one for every band in
@@ -224,6 +238,10 @@ class Playbook(_Strict):
         if risk_band not in self.act_on_bands:
             return []
         cls = self.customer_class(abc_class, pyramid_tier)
+        if stage == WIN_BACK and self.win_back:
+            because = drivers[0][1] if drivers else ""
+            specs = self.win_back.get(cls.name, self.win_back.get("default", []))
+            return [_planned(spec, WIN_BACK, because, cls.name, as_of) for spec in specs][: self.max_actions]
         seen_drivers: list[tuple[str, str]] = []
         for driver, because in drivers:
             if driver not in (d for d, _ in seen_drivers):
@@ -234,21 +252,9 @@ class Playbook(_Strict):
         seen_text: set[str] = set()
 
         def add(spec: ActionSpec, driver: str, because: str) -> None:
-            if spec.action in seen_text:
-                return
-            seen_text.add(spec.action)
-            planned.append(
-                PlannedAction(
-                    action=spec.action,
-                    owner=spec.owner,
-                    deadline_days=spec.deadline_days,
-                    due_by=as_of + timedelta(days=spec.deadline_days) if as_of else None,
-                    why=spec.why,
-                    driver=driver,
-                    because=because or None,
-                    customer_class=cls.name,
-                )
-            )
+            if spec.action not in seen_text:
+                seen_text.add(spec.action)
+                planned.append(_planned(spec, driver, because, cls.name, as_of))
 
         for driver, because in seen_drivers:
             for spec in self.actions_for(driver, cls.name):
@@ -257,6 +263,32 @@ class Playbook(_Strict):
             for spec in self.escalation.get(cls.name, self.escalation.get("default", [])):
                 add(spec, "escalation", "")
         return planned[: self.max_actions]
+
+    def let_go_candidate(self, stage: str | None, abc_class: str | None, pyramid_tier: str | None) -> bool:
+        """Whether a customer gone quiet is a let-go candidate (its class is in ``let_go``).
+
+        Args:
+            stage: its stage.
+            abc_class: its ABC class, if known.
+            pyramid_tier: its pyramid tier, if known.
+
+        Returns:
+            True for a ``win_back`` customer of a let-go class.
+        """
+        return stage == WIN_BACK and self.customer_class(abc_class, pyramid_tier).name in self.let_go
+
+
+def _planned(spec: ActionSpec, driver: str, because: str, class_name: str, as_of: date | None) -> PlannedAction:
+    return PlannedAction(
+        action=spec.action,
+        owner=spec.owner,
+        deadline_days=spec.deadline_days,
+        due_by=as_of + timedelta(days=spec.deadline_days) if as_of else None,
+        why=spec.why,
+        driver=driver,
+        because=because or None,
+        customer_class=class_name,
+    )
 
 
 class PlannedAction(BaseModel):
@@ -269,7 +301,9 @@ class PlannedAction(BaseModel):
     deadline_days: int = Field(description="Within how many days of the as-of date.")
     due_by: date | None = Field(default=None, description="The as-of date plus the deadline.")
     why: str = Field(description="Why this action, for this driver and this class of customer.")
-    driver: str = Field(description="The risk driver it answers: complaints, receivables, declining_orders, value_decline, no_contact, general or escalation.")
+    driver: str = Field(
+        description="The risk driver it answers: complaints, receivables, declining_orders, value_decline, no_contact, general, escalation, or win_back for a customer gone quiet."
+    )
     because: str | None = Field(default=None, description="The reason sentence that triggered it, when one did.")
     customer_class: str = Field(description="The customer's class in the playbook (key_account, standard, low_value).")
 

@@ -245,7 +245,9 @@ class Runtime:
         started = time.perf_counter()
         if load_new_model or current is None:
             loaded = load_model(self.settings.tracking_uri, self.settings.model_name)
-            scorer = Scorer(loaded, self.playbook, risk_high=self.settings.risk_high, risk_medium=self.settings.risk_medium)
+            scorer = Scorer(
+                loaded, self.playbook, risk_high=self.settings.risk_high, risk_medium=self.settings.risk_medium, stage_rule=self.settings.stage_rule()
+            )
         else:
             scorer = current.scorer
         data = _quiet(open_dataset(self.settings.data, validate=False))
@@ -443,6 +445,7 @@ class Runtime:
             region=request.region,
             account_manager=request.account_manager,
             risk_band=request.risk_band,
+            stage=request.stage,
             min_probability=request.min_probability,
             sort=request.sort,
         )

@@ -13,9 +13,17 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from serving.playbook import PlannedAction
 
 RiskBand = Literal["high", "medium", "low"]
+Stage = Literal["retain", "win_back"]
 AbcClass = Literal["A", "B", "C"]
 PyramidTier = Literal["platinum", "gold", "iron", "lead"]
 FeatureValue = float | int | str | bool | None
+
+VALUE_DEFINITION = (
+    "value_12m: what keeping the customer is worth over the next 12 months - for a customer still buying, its last "
+    "6 months' net revenue twice over (its own trend, so a shrinking customer counts as the smaller one it has become); "
+    "for one gone quiet, its last 12 months' net revenue (what winning it back recovers); times its gross margin rate "
+    "when the orders carry a margin. value_at_risk = churn probability x value_12m."
+)
 
 
 def _id_text(value: Any) -> Any:
@@ -95,6 +103,10 @@ class RiskListRequest(_Request):
     risk_band: Annotated[list[RiskBand] | None, BeforeValidator(_as_list)] = Field(
         default=None, description="Risk bands to keep (high, medium, low)."
     )
+    stage: Annotated[list[Stage] | None, BeforeValidator(_as_list)] = Field(
+        default=None,
+        description="Stages to keep: retain (still within its own ordering rhythm: the list to prevent loss) or win_back (silent far beyond it: already lost in practice).",
+    )
     min_probability: float | None = Field(default=None, ge=0.0, le=1.0, description="Keep customers with at least this churn probability.")
     sort: Literal["value_at_risk", "probability"] = Field(default="value_at_risk", description="Rank by value at risk (default) or by probability, largest first.")
     limit: int = Field(default=50, ge=0, le=1000, description="Rows to return (0 = only the total count).")
@@ -124,7 +136,13 @@ class CustomerRisk(BaseModel):
     pyramid: str | None = Field(default=None, description="Customer pyramid tier (platinum, gold, iron, lead).")
     customer_class: str | None = Field(default=None, description="The playbook class (key_account, standard, low_value).")
     revenue_12m: float | None = Field(default=None, description="Net revenue of the last 12 months.")
-    value_at_risk: float | None = Field(default=None, description="Expected revenue loss: churn probability x 12-month revenue.")
+    value_at_risk: float | None = Field(default=None, description="Expected loss: churn probability x value_12m.")
+    value_12m: float | None = Field(default=None, description=VALUE_DEFINITION)
+    stage: Stage | None = Field(
+        default=None,
+        description="retain: still within (or just past) its own ordering rhythm - keep it; win_back: silent far beyond it - win it back (null when its recency is unknown).",
+    )
+    let_go: bool = Field(default=False, description="A customer gone quiet whose class is a let-go candidate (the playbook's let_go classes).")
     region: str | None = Field(default=None, description="The customer's region, when known.")
     segment: str | None = Field(default=None, description="The customer's segment, when known.")
     account_manager: str | None = Field(default=None, description="The customer's account manager, when known.")

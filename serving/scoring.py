@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from features.stage import WIN_BACK, StageRule, customer_stage
 from serving.playbook import PlannedAction, Playbook
 from serving.reasons import explain_row, registry_maps
 from serving.schemas import CustomerRisk, ModelInfo, Reason
@@ -42,6 +43,9 @@ SUMMARY_COLUMNS = (
     "revenue_12m",
     "value_at_risk",
     *DESCRIPTIVE_OUT,
+    "stage",
+    "value_12m",
+    "let_go",
 )
 _MISSING_TEXT = frozenset({"", "None", "nan", "NaN", "<NA>", "NaT"})
 PARALLEL_ROWS = 32
@@ -93,18 +97,27 @@ def risk_bands(probability: np.ndarray, high: float, medium: float) -> np.ndarra
     return np.where(p >= high, "high", np.where(p >= medium, "medium", "low")).astype(object)
 
 
-def value_at_risk(probability: np.ndarray, revenue_12m: np.ndarray) -> np.ndarray:
-    """Expected revenue loss: probability x 12-month net revenue (negative revenue counts as none).
+def value_12m(frame: pd.DataFrame, stage: np.ndarray) -> np.ndarray:
+    """What keeping each customer is worth over the next 12 months (see :data:`serving.schemas.VALUE_DEFINITION`).
 
     Args:
-        probability: churn probabilities.
-        revenue_12m: 12-month net revenue (NaN when unknown).
+        frame: rows with whichever of ``revenue_180d``, ``revenue_365d`` and ``margin_rate_365d`` they have.
+        stage: each row's stage (``win_back`` uses the 12-month revenue).
 
     Returns:
-        The expected loss per customer (NaN when the revenue is unknown).
+        Non-negative values, NaN where the revenue is unknown.
     """
-    revenue = np.asarray(revenue_12m, dtype=float)
-    return np.asarray(probability, dtype=float) * np.where(np.isnan(revenue), np.nan, np.maximum(revenue, 0.0))
+    n = len(frame)
+
+    def column(name: str) -> np.ndarray:
+        return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float) if name in frame.columns else np.full(n, np.nan)
+
+    year, half = column("revenue_365d"), column("revenue_180d")
+    recent = np.where(np.isnan(half), year, 2.0 * half)
+    revenue = np.where(np.asarray(stage, dtype=object) == WIN_BACK, year, recent)
+    margin = column("margin_rate_365d")
+    worth = np.where(np.isnan(margin), revenue, revenue * np.clip(margin, 0.0, 1.0))
+    return np.where(np.isnan(worth), np.nan, np.maximum(worth, 0.0))
 
 
 def encode_records(model: ChurnModel, records: Sequence[Mapping[str, Any]], known: Iterable[str] = ()) -> np.ndarray:
@@ -155,6 +168,7 @@ class Scorer:
         risk_high: probability from which the band is high.
         risk_medium: probability from which the band is medium.
         n_reasons: reasons per explained customer.
+        stage_rule: when a customer counts as gone quiet (``win_back``).
     """
 
     loaded: LoadedModel
@@ -162,6 +176,7 @@ class Scorer:
     risk_high: float = 0.5
     risk_medium: float = 0.25
     n_reasons: int = 3
+    stage_rule: StageRule = field(default_factory=StageRule)
     groups: dict[str, str] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
 
@@ -270,6 +285,8 @@ class Scorer:
 
         revenue = pd.to_numeric(frame["revenue_365d"], errors="coerce").to_numpy(dtype=float) if "revenue_365d" in frame.columns else np.full(n, np.nan)
         tier, pyramid = text("abc_class"), text("pyramid_tier")
+        stage = customer_stage(frame, self.stage_rule) if "days_since_last_order" in frame.columns else np.full(n, None, dtype=object)
+        worth = value_12m(frame, stage)
         out = pd.DataFrame(
             {
                 "customer_id": frame["customer_id"].astype(str).to_numpy(),
@@ -279,8 +296,11 @@ class Scorer:
                 "pyramid": pd.array(pyramid, dtype=object),
                 "customer_class": [self.customer_class(t, p) for t, p in zip(tier, pyramid, strict=True)],
                 "revenue_12m": revenue,
-                "value_at_risk": value_at_risk(probability, revenue),
+                "value_at_risk": np.asarray(probability, dtype=float) * worth,
                 **{col: pd.array(text(col), dtype=object) for col in DESCRIPTIVE_OUT},
+                "stage": list(stage),
+                "value_12m": worth,
+                "let_go": [self.playbook.let_go_candidate(s, t, p) for s, t, p in zip(stage, tier, pyramid, strict=True)],
             }
         )
         return out
@@ -331,6 +351,7 @@ class Scorer:
             pyramid_tier=summary.get("pyramid"),
             risk_band=summary["risk_band"],
             as_of=as_of,
+            stage=summary.get("stage"),
         )
 
     def answer(self, summary: Mapping[str, Any], reasons: Sequence[Reason] | None, as_of: date | None) -> CustomerRisk:
@@ -353,6 +374,9 @@ class Scorer:
             customer_class=summary.get("customer_class"),
             revenue_12m=_round(summary.get("revenue_12m")),
             value_at_risk=_round(summary.get("value_at_risk")),
+            value_12m=_round(summary.get("value_12m")),
+            stage=summary.get("stage"),
+            let_go=bool(summary.get("let_go", False)),
             region=_text_or_none(summary.get("region")),
             segment=_text_or_none(summary.get("segment")),
             account_manager=_text_or_none(summary.get("account_manager")),
@@ -377,6 +401,7 @@ class RiskFilters:
         region: regions to keep.
         account_manager: account managers to keep.
         risk_band: bands to keep.
+        stage: stages to keep (``retain``, ``win_back``).
         min_probability: lowest churn probability kept.
         sort: "value_at_risk" or "probability".
     """
@@ -386,6 +411,7 @@ class RiskFilters:
     region: Sequence[str] | None = None
     account_manager: Sequence[str] | None = None
     risk_band: Sequence[str] | None = None
+    stage: Sequence[str] | None = None
     min_probability: float | None = None
     sort: str = "value_at_risk"
 
@@ -456,6 +482,7 @@ class RiskTable:
             ("region", filters.region),
             ("account_manager", filters.account_manager),
             ("risk_band", filters.risk_band),
+            ("stage", filters.stage),
         ):
             if wanted:
                 mask &= f[column].isin(list(wanted)).to_numpy()

@@ -97,15 +97,16 @@ class ChurnService:
         region: list[str] | None = None,
         account_manager: list[str] | None = None,
         risk_band: list[str] | None = None,
+        stage: list[str] | None = None,
         min_probability: float | None = None,
         sort: Literal["value_at_risk", "probability"] = "value_at_risk",
         limit: int = 50,
         offset: int = 0,
         explain: bool = True,
     ) -> RiskListResponse:
-        """The ranked risk list: filter by tier, pyramid, region, account manager, band, probability; page with limit/offset."""
+        """The ranked risk list: filter by stage, tier, pyramid, region, account manager, band, probability; page with limit/offset."""
         request = RiskListRequest.model_construct(
-            tier=tier, pyramid=pyramid, region=region, account_manager=account_manager, risk_band=risk_band,
+            tier=tier, pyramid=pyramid, region=region, account_manager=account_manager, risk_band=risk_band, stage=stage,
             min_probability=min_probability, sort=sort, limit=limit, offset=offset, explain=explain,
         )
         return self._answer(lambda: self.runtime.risk_list(request))

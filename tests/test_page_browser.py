@@ -148,7 +148,7 @@ def test_risk_list_tier_a_csv_and_customer_match_predict(page, service: ServiceP
     # filter to class A: the page shows exactly the service's ranked list for tier A
     page.get_by_label("ABC class", exact=True).select_option("A")
     page.get_by_text("(tier A)").wait_for()
-    expected = _api(service, "risk_list", {"tier": ["A"], "limit": 50, "offset": 0, "explain": False})
+    expected = _api(service, "risk_list", {"tier": ["A"], "stage": ["retain"], "limit": 50, "offset": 0, "explain": False})
     shown = _shown_rows(page)
     assert [r["customer_id"] for r in shown] == [i["customer_id"] for i in expected["items"]]
     assert shown and all(r["cells"][2].startswith("A ·") for r in shown)
@@ -163,11 +163,11 @@ def test_risk_list_tier_a_csv_and_customer_match_predict(page, service: ServiceP
     download = info.value
     saved = output / download.suggested_filename
     download.save_as(saved)
-    assert saved.name.startswith("risk_list_tier-A_")
+    assert saved.name.startswith("risk_list_retain_tier-A_")
     rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))
     assert [r["customer_id"] for r in rows] == [r["customer_id"] for r in shown]
     for row, seen in zip(rows, shown, strict=True):
-        assert row["tier"] == "A"
+        assert row["tier"] == "A" and row["stage"] == "retain"
         assert f"{float(row['churn_probability']):.1%}" == seen["cells"][5]
         assert row["risk_band"] == seen["cells"][6]
         assert row["rank"] == seen["cells"][0]
@@ -191,6 +191,32 @@ def test_risk_list_tier_a_csv_and_customer_match_predict(page, service: ServiceP
     assert f"{answer['churn_probability']:.1%}" in page.locator("#customer-kpis").inner_text()
     assert page.locator("#orders tbody tr").count() >= 1
     page.screenshot(path=output / "customer.png", full_page=True)
+    assert not page.problems, page.problems
+
+
+def test_win_back_tab_lists_customers_gone_quiet_with_win_back_steps(page, service: ServiceProcess, output: Path) -> None:
+    _sign_in(page, service)
+    page.wait_for_selector("#risk-table tbody tr[data-customer-id]")
+    page.get_by_role("tab", name="Win back: gone quiet").click()
+    page.get_by_text("active customers gone quiet").wait_for()
+    assert page.get_by_role("tab", name="Win back: gone quiet").get_attribute("aria-selected") == "true"
+    expected = _api(service, "risk_list", {"stage": ["win_back"], "limit": 50, "offset": 0, "explain": False})
+    shown = _shown_rows(page)
+    assert expected["total"] > 0 and [r["customer_id"] for r in shown] == [i["customer_id"] for i in expected["items"]]
+    let_go = [i["customer_id"] for i in expected["items"] if i["let_go"]]
+    for row in shown:
+        assert ("let-go candidate" in row["cells"][1]) == (row["customer_id"] in let_go)
+    page.screenshot(path=output / "win_back.png")
+
+    first = next(i for i in expected["items"] if i["risk_band"] in ("high", "medium"))["customer_id"]
+    page.locator(f'#risk-table tr[data-customer-id="{first}"] a.customer-link').click()
+    page.wait_for_selector("#actions tbody tr td.owner")
+    answer = _api(service, "predict", {"customers": [{"customer_id": first}]})["results"][0]
+    assert answer["stage"] == "win_back" and {a["driver"] for a in answer["actions"]} == {"win_back"}
+    assert "gone quiet" in page.locator("#customer-kpis").inner_text()
+    assert page.locator("#actions-title").inner_text() == "What to do (win-back steps)"
+    assert page.locator("#actions .action-text").all_inner_texts() == [a["action"] for a in answer["actions"]]
+    assert page.locator("#back-to-list").get_attribute("href") == "#/list/win_back"
     assert not page.problems, page.problems
 
 

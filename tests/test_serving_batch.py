@@ -91,3 +91,22 @@ def test_a_bad_export_name_is_refused(store: TrainedStore, tmp_path: Path) -> No
     own = store.copy(tmp_path / "db")
     with pytest.raises(ScoringError, match=r"\.csv or \.parquet"):
         score_all(_settings(store, own.data), out=tmp_path / "list.xlsx", explain_top=0)
+
+
+def test_a_risk_list_written_by_an_earlier_version_gains_the_new_columns(store: TrainedStore, tmp_path: Path) -> None:
+    from serving.batch import RISK_SCORE_TYPES
+
+    own = store.copy(tmp_path / "db")
+    settings = _settings(store, own.data)
+    first = score_all(settings, explain_top=5)
+    old_columns = list(RISK_SCORE_TYPES)[: list(RISK_SCORE_TYPES).index("stage")]
+    with duckdb.connect(str(own.data)) as con:
+        for column in list(RISK_SCORE_TYPES)[len(old_columns):]:
+            con.execute(f"ALTER TABLE risk_scores DROP COLUMN {column}")
+    score_all(settings, explain_top=5)
+    with duckdb.connect(str(own.data), read_only=True) as con:
+        columns = [row[0] for row in con.execute("DESCRIBE risk_scores").fetchall()]
+        empty_old = con.execute("SELECT count(*) FROM risk_scores WHERE stage IS NULL").fetchone()[0]
+    assert columns == list(RISK_SCORE_TYPES)
+    assert empty_old == len(first), "the earlier run keeps its rows, with no stage"
+    assert (read_run(own.data)["stage"].isin(["retain", "win_back"])).all()

@@ -100,7 +100,7 @@ def test_predict_by_id_names_model_and_as_of(client: httpx.Client, everyone: dic
     for key in ("churn_probability", "risk_band", "tier", "pyramid", "revenue_12m", "value_at_risk", "reasons", "actions"):
         assert key in item
     assert item["churn_probability"] == pytest.approx(top["churn_probability"])
-    assert item["value_at_risk"] == pytest.approx(item["churn_probability"] * max(item["revenue_12m"], 0), rel=1e-3, abs=0.02)
+    assert item["value_at_risk"] == pytest.approx(item["churn_probability"] * item["value_12m"], rel=1e-3, abs=0.02) and item["stage"] in ("retain", "win_back")
     assert item["explained"] and item["reasons"]
     impacts = [r["impact"] for r in item["reasons"]]
     assert impacts == sorted(impacts, reverse=True) and impacts[0] > 0
@@ -256,6 +256,22 @@ def test_risk_list_filters_and_pages(client: httpx.Client, everyone: dict) -> No
     assert all(p["total"] == everyone["total"] and p["limit"] == 7 for p in pages)
     beyond = client.post("/risk_list", json={"offset": everyone["total"] + 10}).json()
     assert beyond["items"] == [] and beyond["total"] == everyone["total"]
+
+
+def test_risk_list_splits_by_stage_with_win_back_steps_for_customers_gone_quiet(client: httpx.Client, everyone: dict) -> None:
+    items = everyone["items"]
+    assert {i["stage"] for i in items} == {"retain", "win_back"}
+    quiet = client.post("/risk_list", json={"stage": "win_back", "limit": 1000}).json()
+    keep = client.post("/risk_list", json={"stage": ["retain"], "limit": 0}).json()
+    assert quiet["total"] + keep["total"] == everyone["total"] and quiet["total"] == sum(i["stage"] == "win_back" for i in items)
+    acted = [i for i in quiet["items"] if i["actions"]]
+    assert acted and all({a["driver"] for a in i["actions"]} == {"win_back"} for i in acted)
+    assert all(i["let_go"] == (i["customer_class"] == "low_value") for i in quiet["items"])
+    kept = client.post("/risk_list", json={"stage": "retain", "risk_band": "high", "limit": 20}).json()["items"]
+    assert kept and all("win_back" not in {a["driver"] for a in i["actions"]} and not i["let_go"] for i in kept)
+    for i in items[:50]:
+        assert i["value_at_risk"] == pytest.approx(i["churn_probability"] * i["value_12m"], rel=1e-4, abs=0.02)
+    assert ("stage", 0) in [loc[-2:] for loc in _problem(client.post("/risk_list", json={"stage": "gone"}))]
 
 
 def test_risk_list_page_carries_reasons_and_actions(client: httpx.Client) -> None:

@@ -105,3 +105,32 @@ def test_actions_follow_the_strongest_driver_first_without_duplicates() -> None:
     assert [a.driver for a in actions][:2] == ["receivables", "complaints"]
     assert actions[0].owner == "finance"
     assert len({a.action for a in actions}) == len(actions)
+
+
+def test_a_customer_gone_quiet_gets_win_back_steps_not_prevention() -> None:
+    playbook = load_playbook()
+    drivers = [("complaints", "a complaint has been open for 40 days")]
+    keep = playbook.plan(drivers, abc_class="A", pyramid_tier="gold", risk_band="high", stage="retain")
+    back = playbook.plan(drivers, abc_class="A", pyramid_tier="gold", risk_band="high", stage="win_back", as_of=date(2025, 1, 1))
+    assert keep[0].driver == "complaints" and {a.driver for a in back} == {"win_back"}
+    assert not {a.action for a in keep} & {a.action for a in back}
+    assert back[0].because == "a complaint has been open for 40 days" and back[0].due_by == date(2025, 1, 8)
+    assert "cause" in back[0].action.lower() or "stop ordering" in back[0].action.lower()
+    assert playbook.plan(drivers, abc_class="A", pyramid_tier="gold", risk_band="low", stage="win_back") == []
+
+
+def test_only_low_value_customers_gone_quiet_are_let_go_candidates() -> None:
+    playbook = load_playbook()
+    assert playbook.let_go_candidate("win_back", "C", "lead")
+    assert not playbook.let_go_candidate("retain", "C", "lead")
+    assert not playbook.let_go_candidate("win_back", "A", "gold")
+
+
+def test_win_back_actions_must_cover_every_class_and_let_go_must_name_one() -> None:
+    text = DEFAULT_TEXT.replace("let_go: [low_value]", "let_go: [tiny]")
+    with pytest.raises(PlaybookError, match="let_go.*unknown class 'tiny'"):
+        parse_playbook(text, "mine.yaml")
+    start = DEFAULT_TEXT.index("\n  standard:\n    - action: Call to ask why")
+    end = DEFAULT_TEXT.index("\n  low_value:\n    - action: One low-cost automated win-back")
+    with pytest.raises(PlaybookError, match="no win-back actions for class 'standard'"):
+        parse_playbook(DEFAULT_TEXT[:start] + DEFAULT_TEXT[end:], "mine.yaml")

@@ -125,7 +125,8 @@ def test_top_reason_is_the_largest_positive_contribution(scored: tuple[Scorer, S
         assert [r.impact for r in answer.reasons] == sorted((r.impact for r in answer.reasons), reverse=True)
         assert all(r.impact > 0 and r.sentence for r in answer.reasons)
         if answer.risk_band != "low":
-            assert answer.actions and answer.actions[0].driver == top.driver
+            assert answer.actions and answer.actions[0].driver == (top.driver if answer.stage == "retain" else "win_back")
+            assert answer.actions[0].because == top.sentence
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@
 
   const state = {
     filters: { tier: "", pyramid: "", region: "", account_manager: "", risk_band: "" },
+    stage: "retain",
     sort: "value_at_risk",
     limit: 50,
     offset: 0,
@@ -155,6 +156,8 @@
       show("overview");
       await guarded(loadOverview);
     } else {
+      const stage = hash.startsWith("#/list/win_back") ? "win_back" : "retain";
+      if (stage !== state.stage) { state.stage = stage; state.offset = 0; }
       show("list");
       await guarded(loadList);
     }
@@ -206,8 +209,23 @@
     state.optionsLoaded = true;
   }
 
+  const STAGES = {
+    retain: {
+      label: "still buying",
+      note: "Customers still within (or just past) their own ordering rhythm: the ones a call can still keep. " +
+        "Ranked by value at risk: churn probability × what they are worth over the next 12 months at their own recent trend.",
+      actions: "What to do (keep the customer)",
+    },
+    win_back: {
+      label: "gone quiet",
+      note: "Customers silent far beyond their own rhythm: lost in practice. Win back in three steps - find the cause, act on it, " +
+        "treat by category; low-value ones are marked as let-go candidates. Ranked by value worth recovering: churn probability × their last 12 months.",
+      actions: "What to do (win-back steps)",
+    },
+  };
+
   function listRequest() {
-    const body = { sort: state.sort, limit: state.limit, offset: state.offset };
+    const body = { sort: state.sort, limit: state.limit, offset: state.offset, stage: [state.stage] };
     for (const [k, v] of Object.entries(state.filters)) if (v) body[k] = [v];
     return body;
   }
@@ -254,7 +272,10 @@
   function renderList() {
     const tbody = $("#risk-table tbody");
     const active = Object.entries(state.filters).filter(([, v]) => v).map(([k, v]) => `${k.replace("_", " ")} ${v}`);
-    $("#risk-caption").textContent = `${count.format(state.total)} active customers` +
+    for (const tab of document.querySelectorAll(".tabs [role=tab]")) tab.setAttribute("aria-selected", String(tab.dataset.stage === state.stage));
+    $("#stage-note").textContent = STAGES[state.stage].note;
+    $("#var-header").title = STAGES[state.stage].note;
+    $("#risk-caption").textContent = `${count.format(state.total)} active customers ${STAGES[state.stage].label}` +
       (active.length ? ` (${active.join(", ")})` : "") +
       `, sorted by ${state.sort === "probability" ? "churn probability" : "value at risk"}`;
     if (!state.rows.length) {
@@ -264,7 +285,8 @@
         el("td", { class: "num" }, String(state.offset + i + 1)),
         el("td", {},
           el("a", { class: "customer-link", href: "#/customer/" + encodeURIComponent(r.customer_id) }, r.name || r.customer_id),
-          el("span", { class: "id" }, r.customer_id)),
+          el("span", { class: "id" }, r.customer_id),
+          r.let_go ? el("span", { class: "tag let-go" }, "let-go candidate") : ""),
         el("td", { class: "nowrap" }, `${r.tier || "–"} · ${r.pyramid || "–"}`),
         el("td", {}, r.region || "–"),
         el("td", {}, r.account_manager || "–"),
@@ -302,14 +324,15 @@
   }
 
   function exportCsv() {
-    const header = ["rank", "customer_id", "name", "tier", "pyramid", "region", "account_manager",
-      "churn_probability", "risk_band", "revenue_12m", "value_at_risk", "top_reason", "first_action"];
+    const header = ["rank", "customer_id", "name", "stage", "let_go", "tier", "pyramid", "region", "account_manager",
+      "churn_probability", "risk_band", "revenue_12m", "value_12m", "value_at_risk", "top_reason", "first_action"];
     const lines = [header.join(",")];
     state.rows.forEach((r, i) => {
       lines.push([
-        state.offset + i + 1, r.customer_id, r.name || "", r.tier, r.pyramid, r.region, r.account_manager,
+        state.offset + i + 1, r.customer_id, r.name || "", r.stage || "", r.let_go ? "yes" : "", r.tier, r.pyramid, r.region, r.account_manager,
         r.churn_probability == null ? "" : r.churn_probability, r.risk_band,
         r.revenue_12m == null ? "" : Number(r.revenue_12m).toFixed(2),
+        r.value_12m == null ? "" : Number(r.value_12m).toFixed(2),
         r.value_at_risk == null ? "" : Number(r.value_at_risk).toFixed(2),
         firstReason(r), firstAction(r),
       ].map(csvCell).join(","));
@@ -317,7 +340,7 @@
     // A byte-order mark so that spreadsheet programs read the file as UTF-8.
     const blob = new Blob(["\ufeff" + lines.join("\r\n") + "\r\n"], { type: "text/csv;charset=utf-8" });
     const parts = Object.entries(state.filters).filter(([, v]) => v).map(([k, v]) => `${k}-${v}`.replace(/[^\w-]+/g, "_"));
-    const name = ["risk_list", ...parts, `rows-${state.offset + 1}-${state.offset + state.rows.length}`].join("_") + ".csv";
+    const name = ["risk_list", state.stage, ...parts, `rows-${state.offset + 1}-${state.offset + state.rows.length}`].join("_") + ".csv";
     const a = el("a", { href: URL.createObjectURL(blob), download: name });
     document.body.append(a);
     a.click();
@@ -344,6 +367,7 @@
   async function loadCustomer(id) {
     setStatus("Loading customer " + id + "…");
     $("#customer-title").textContent = "Customer " + id;
+    $("#back-to-list").href = state.stage === "win_back" ? "#/list/win_back" : "#/list";
     for (const sel of ["#customer-facts", "#customer-kpis", "#reasons", "#actions tbody"]) $(sel).replaceChildren();
     const [detail, predicted] = await Promise.all([
       ui("customers/" + encodeURIComponent(id)),
@@ -363,11 +387,14 @@
       kpi("Churn probability", fmtPct(p.churn_probability)),
       el("div", { class: "kpi" }, el("div", { class: "label" }, "Risk band"), el("div", { class: "value" }, band(p.risk_band))),
       kpi("ABC class / pyramid", `${p.tier || "–"} / ${p.pyramid || "–"}`),
+      kpi("Stage", p.stage ? `${p.stage === "win_back" ? "gone quiet (win back)" : "still buying (keep)"}${p.let_go ? " · let-go candidate" : ""}` : "–"),
       kpi("Revenue, 12 months", fmtMoney(p.revenue_12m)),
+      kpi("Worth over the next 12 months", fmtMoney(p.value_12m)),
       kpi("Value at risk", fmtMoney(p.value_at_risk)),
       kpi("As of", fmtDate(predicted.as_of || p.as_of || detail.as_of)),
     );
 
+    $("#actions-title").textContent = STAGES[p.stage] ? STAGES[p.stage].actions : "What to do";
     const reasons = p.reasons || [];
     $("#reasons").replaceChildren(...(reasons.length ? reasons.map((r) => el("li", {},
       el("span", { class: "reason-text" }, r.sentence),
