@@ -320,6 +320,7 @@ def _print_risk_list(frame: Any, title: str, rows: int = 10) -> None:
     table.add_column("risk", justify="right")
     table.add_column("band")
     table.add_column("class")
+    table.add_column("stage")
     table.add_column("value at risk", justify="right")
     table.add_column("why, and the first action", overflow="ellipsis", no_wrap=False, max_width=70)
     for _, r in frame.head(rows).iterrows():
@@ -328,6 +329,7 @@ def _print_risk_list(frame: Any, title: str, rows: int = 10) -> None:
             f"{r['churn_probability']:.0%}",
             str(r["risk_band"]),
             f"{r['tier']} / {r['pyramid']}",
+            str(r["stage"]).replace("_", " ") + (" (let go?)" if r["let_go"] else ""),
             f"{r['value_at_risk']:,.0f}",
             f"{r['top_reason']}\n[dim]-> {r['first_action']}[/]",
         )
