@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=1000, ge=1, description="Largest /predict batch accepted.")
     risk_high: float = Field(default=0.5, gt=0, lt=1, description="Probability from which risk_band is high.")
     risk_medium: float = Field(default=0.25, gt=0, lt=1, description="Probability from which risk_band is medium.")
+    capacity_per_manager_week: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Customers one account manager can contact per week. When set, the high band is the riskiest customers the team can "
+            "reach within the horizon (account managers x this x horizon weeks), the medium band the next as many; "
+            "risk_high and risk_medium are then not used."
+        ),
+    )
     stage_gap_multiple: float = Field(default=3.0, gt=0, description="A customer is win_back (gone quiet) after this many of its usual gaps without an order.")
     stage_min_days: float = Field(default=30.0, ge=0, description="Fewest days without an order before any customer is win_back.")
     stage_single_order_days: float = Field(default=90.0, ge=0, description="Days without an order after which a customer with a single order day is win_back.")

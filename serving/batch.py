@@ -22,7 +22,7 @@ import pandas as pd
 
 from serving.playbook import PlannedAction
 from serving.schemas import CustomerRisk
-from serving.scoring import ScoredSnapshot, Scorer, actions_json, reasons_json
+from serving.scoring import ScoredSnapshot, Scorer, actions_json, reasons_json, with_capacity_bands
 
 if TYPE_CHECKING:
     import ibis
@@ -170,6 +170,9 @@ def score_all(
     if snapshot.empty:
         raise ScoringError(f"no active customer as of {day} (no order in the {settings.active_days} days before it)")
     say(f"scoring {len(snapshot):,} customers")
+    if settings.capacity_per_manager_week is not None:
+        scorer = with_capacity_bands(scorer, snapshot, per_manager_week=settings.capacity_per_manager_week, horizon_days=settings.horizon_days)
+        say(f"risk bands from the team's capacity: high from {scorer.risk_high:.1%}, medium from {scorer.risk_medium:.1%}")
     scored = ScoredSnapshot.build(scorer, snapshot, day)
     frame = risk_scores_frame(scorer, scored, explain_top=explain_top, scored_at=_utc_now())
     write_risk_scores(settings.data, frame)

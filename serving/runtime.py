@@ -42,6 +42,7 @@ from serving.scoring import (
     Scorer,
     choose_explained,
     encode_records,
+    with_capacity_bands,
 )
 
 if TYPE_CHECKING:
@@ -261,6 +262,8 @@ class Runtime:
             frame = current.snapshot.frame if same_data and current is not None else build_snapshot(data, as_of, self.settings.active_days)
         finally:
             _close(data.con)
+        if self.settings.capacity_per_manager_week is not None:
+            scorer = with_capacity_bands(scorer, frame, per_manager_week=self.settings.capacity_per_manager_week, horizon_days=self.settings.horizon_days)
         snapshot = ScoredSnapshot.build(scorer, frame, as_of)
         self._state = ServingState(scorer=scorer, snapshot=snapshot, data_fingerprint=fingerprint)
         self._data_signature = signature

@@ -15,7 +15,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
@@ -80,6 +80,43 @@ def _float_or_none(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if np.isfinite(number) else None
+
+
+def capacity_thresholds(probability: np.ndarray, reachable: int) -> tuple[float, float]:
+    """Band cut-offs from the team's capacity: the ``reachable`` riskiest customers are high, the next as many medium.
+
+    Args:
+        probability: every active customer's calibrated churn probability.
+        reachable: how many customers the team can contact within the horizon (at least 1).
+
+    Returns:
+        ``(high, medium)`` probabilities (a tie at a cut-off puts every tied customer in the higher band).
+    """
+    ranked = np.sort(np.asarray(probability, dtype=float))[::-1]
+    if len(ranked) == 0:
+        return 1.0, 1.0
+    k = max(1, int(reachable))
+    high = float(ranked[min(k, len(ranked)) - 1])
+    medium = float(ranked[min(2 * k, len(ranked)) - 1])
+    return high, min(medium, high)
+
+
+def with_capacity_bands(scorer: Scorer, frame: pd.DataFrame, *, per_manager_week: float, horizon_days: int) -> Scorer:
+    """The scorer with band cut-offs set from the team's capacity on this snapshot (see :func:`capacity_thresholds`).
+
+    Args:
+        scorer: the scorer with fixed thresholds.
+        frame: the snapshot (its ``account_manager`` column counts the team; one manager when absent).
+        per_manager_week: customers one account manager can contact per week.
+        horizon_days: the churn horizon (the time the team has).
+
+    Returns:
+        A scorer whose ``risk_high`` and ``risk_medium`` come from the capacity.
+    """
+    managers = frame["account_manager"].dropna().astype(str).nunique() if "account_manager" in frame.columns else 0
+    reachable = int(np.ceil(max(managers, 1) * per_manager_week * horizon_days / 7.0))
+    high, medium = capacity_thresholds(scorer.probabilities(scorer.model.encode(frame)), reachable)
+    return replace(scorer, risk_high=high, risk_medium=medium)
 
 
 def risk_bands(probability: np.ndarray, high: float, medium: float) -> np.ndarray:

@@ -11,7 +11,7 @@ from serving_fixtures import TrainedStore, trained_store
 
 from serving.playbook import load_playbook
 from serving.reasons import TEMPLATES, explain_row, registry_maps, sentence, top_indices
-from serving.scoring import ScoredSnapshot, Scorer, choose_explained, encode_records
+from serving.scoring import ScoredSnapshot, Scorer, capacity_thresholds, choose_explained, encode_records, risk_bands, with_capacity_bands
 
 
 def test_recency_reads_against_the_customer_rhythm() -> None:
@@ -145,3 +145,24 @@ def test_customer_supplied_features_score_like_the_snapshot(scored: tuple[Scorer
 
 def test_store_fixture_paths_exist(store: TrainedStore) -> None:
     assert Path(store.data).exists()
+
+
+def test_capacity_sets_the_bands_from_the_riskiest_customers_the_team_can_reach() -> None:
+    p = np.array([0.9, 0.8, 0.8, 0.6, 0.5, 0.3, 0.2, 0.1])
+    assert capacity_thresholds(p, 2) == (0.8, 0.6)
+    bands = risk_bands(p, *capacity_thresholds(p, 2))
+    assert bands.tolist() == ["high", "high", "high", "medium", "low", "low", "low", "low"], "ties at the cut-off go up"
+    assert capacity_thresholds(p, 100) == (0.1, 0.1)
+    assert capacity_thresholds(np.array([]), 3) == (1.0, 1.0)
+
+
+@pytest.mark.slow
+def test_a_scorer_with_capacity_bands_puts_the_reachable_customers_in_the_high_band(scored: tuple[Scorer, ScoredSnapshot]) -> None:
+    scorer, snap = scored
+    managers = snap.frame["account_manager"].nunique()
+    banded = with_capacity_bands(scorer, snap.frame, per_manager_week=0.5, horizon_days=14)
+    reachable = int(np.ceil(managers * 0.5 * 2))
+    again = ScoredSnapshot.build(banded, snap.frame, snap.as_of)
+    high = (again.table.frame["risk_band"] == "high").sum()
+    assert reachable <= high <= reachable + 5, "ties at the cut-off aside, the high band is what the team can reach"
+    assert banded.risk_medium <= banded.risk_high and (banded.risk_high, banded.risk_medium) != (scorer.risk_high, scorer.risk_medium)
