@@ -112,8 +112,9 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same data.")] = 42,
     end: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day of the history (default 2025-12-31).")] = None,
     file_format: Annotated[str, typer.Option("--format", help="For a folder: parquet or csv.")] = "parquet",
+    lines: Annotated[bool, typer.Option("--lines/--no-lines", help="Also write the order lines (products and product groups of every order).")] = True,
 ) -> None:
-    """Write a realistic sample CRM dataset (all five tables) of a trading company.
+    """Write a realistic sample CRM dataset of a trading company (customers, orders and their lines, complaints, invoices, contacts, customer history).
 
     Example: churn generate --customers 5000 --years 3 --seed 42 --out data/crm.duckdb
     """
@@ -122,7 +123,7 @@ def generate(
 
     if file_format not in ("parquet", "csv"):
         raise DataError(f"--format must be parquet or csv, not {file_format!r}")
-    kwargs: dict[str, Any] = {"customers": customers, "years": years, "seed": seed}
+    kwargs: dict[str, Any] = {"customers": customers, "years": years, "seed": seed, "lines": lines}
     if end is not None:
         kwargs["end"] = end.date()
     started = time.perf_counter()

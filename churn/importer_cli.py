@@ -27,16 +27,18 @@ def import_command(
     quantity_col: Annotated[str | None, typer.Option("--quantity-col", help="Column with the units (negative on returns).")] = None,
     price_col: Annotated[str | None, typer.Option("--price-col", help="Column with the unit price.")] = None,
     country_col: Annotated[str | None, typer.Option("--country-col", help="Column with the customer's country or region (becomes customers.region).")] = None,
+    product_col: Annotated[str | None, typer.Option("--product-col", help="Column with the product (stock code, SKU): keeps the lines as the order_lines table.")] = None,
+    category_col: Annotated[str | None, typer.Option("--category-col", help="Column with the line's product group (with --product-col).")] = None,
     sheet: Annotated[str | None, typer.Option("--sheet", help="Excel sheet name (default: the first sheet).")] = None,
     date_format: Annotated[str | None, typer.Option("--date-format", help="strptime format of the dates, e.g. %d/%m/%Y %H:%M (default: detected).")] = None,
     dayfirst: Annotated[bool, typer.Option("--dayfirst", help="Read ambiguous dates like 03/04/2011 as day first.")] = False,
     cancel_prefix: Annotated[str, typer.Option("--cancel-prefix", help="Order ids starting with this mark cancellations ('' for none).")] = "C",
     file_format: Annotated[str, typer.Option("--format", help="For a folder target: parquet or csv.")] = "parquet",
 ) -> None:
-    """Import a transactions export as the orders and customers tables, and report what was dropped and why.
+    """Import a transactions export as the orders and customers tables (and order_lines), and report what was dropped and why.
 
     Example: churn import --transactions online_retail.xlsx --customer-col CustomerID --date-col InvoiceDate
-    --order-col InvoiceNo --quantity-col Quantity --price-col UnitPrice --country-col Country --out data/retail.duckdb
+    --order-col InvoiceNo --quantity-col Quantity --price-col UnitPrice --country-col Country --product-col StockCode --out data/retail.duckdb
     """
     from features.dataset import DataError, write_dataset
     from features.importer import import_transactions
@@ -54,6 +56,8 @@ def import_command(
             quantity_col=quantity_col,
             price_col=price_col,
             country_col=country_col,
+            product_col=product_col,
+            category_col=category_col,
             sheet=sheet,
             date_format=date_format,
             dayfirst=True if dayfirst else None,

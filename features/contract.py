@@ -1,7 +1,9 @@
 """The CRM data contract: the tables, their columns and the rules a row must keep.
 
 Only ``orders`` is required; a company without complaints, invoices, contacts or even a customer
-master still gets a model (features from an absent table are left out). The customer master holds
+master still gets a model (features from an absent table are left out). Order lines
+(``order_lines``, optional) say what each order held: products, quantities and amounts, with a
+product group where the company keeps one. The customer master holds
 today's values; ``customer_history`` (optional) says since when each changing attribute
 (:data:`MUTABLE_ATTRIBUTES`) had which value, so that a snapshot at a past date sees that day's.
 """
@@ -98,6 +100,13 @@ TABLES: dict[str, TableSpec] = {
         choices={"kind": CONTACT_KINDS},
         dated_by="contacted_at",
     ),
+    "order_lines": TableSpec(
+        name="order_lines",
+        required=("order_id", "product_id", "quantity", "amount"),
+        optional=("category",),
+        numbers=("quantity", "amount"),
+        # a line has no date of its own: it is known when its order is (see CRMDataset.cut)
+    ),
     "customer_history": TableSpec(
         name="customer_history",
         required=("customer_id", "column", "value", "valid_from"),
@@ -109,7 +118,7 @@ TABLES: dict[str, TableSpec] = {
 }
 
 REQUIRED_TABLES = ("orders",)
-ID_COLUMNS = ("customer_id", "order_id", "complaint_id", "invoice_id")
+ID_COLUMNS = ("customer_id", "order_id", "complaint_id", "invoice_id", "product_id")
 
 
 def row_schema(spec: TableSpec, present: set[str]) -> pa.DataFrameSchema:

@@ -222,7 +222,7 @@ class CRMDataset:
         """The dataset as it was known on ``as_of``: every row dated on or after it dropped.
 
         Orders, complaints, invoices, contacts and customer history dated on or after ``as_of``
-        go; a complaint resolved or an invoice paid on or after ``as_of`` looks open or unpaid;
+        go, and the order lines of the orders that go; a complaint resolved or an invoice paid on or after ``as_of`` looks open or unpaid;
         customers created on or after ``as_of`` go. With a ``customer_history`` table, each
         changing attribute it covers takes the value valid on ``as_of`` (see :func:`attributes_as_of`).
 
@@ -234,6 +234,8 @@ class CRMDataset:
         """
         day = ibis.literal(as_of, type=dt.date)
         cut = {name: _rows_known_on(table, name, day) for name, table in self.tables.items()}
+        if "order_lines" in cut:
+            cut["order_lines"] = lines_known_on(self.tables["order_lines"], cut["orders"], day)
         if "customers" in cut and "customer_history" in cut:
             cut["customers"] = attributes_as_of(cut["customers"], cut["customer_history"], self.tables["customer_history"])
         known_at = min(as_of, self.as_of) if self.as_of else as_of
@@ -279,6 +281,28 @@ def _rows_known_on(table: ibis.Table, name: str, day: ibis.Value) -> ibis.Table:
     if settled is not None and settled in known.columns:
         known = known.mutate(**{settled: ibis.ifelse(known[settled] < day, known[settled], ibis.null(dt.date))})
     return known
+
+
+def lines_known_on(lines: ibis.Table, known_orders: ibis.Table, day: ibis.Value) -> ibis.Table:
+    """The order lines of the orders known on ``day``, each with its order's ``customer_id`` and ``order_date``.
+
+    A line has no date of its own: it is known when its order is. The cut lines carry the order's
+    customer and date, so that features read one table; lines already cut (they have
+    ``order_date``) are filtered by it again.
+
+    Args:
+        lines: the normalised ``order_lines`` table, or lines already cut at a later day.
+        known_orders: the orders table cut at ``day``.
+        day: T, the first day not known.
+
+    Returns:
+        ``order_lines``' columns, then ``customer_id`` and ``order_date``.
+    """
+    if "order_date" in lines.columns:
+        return lines.filter(lines.order_date < day)
+    orders = known_orders.select(_line_order=known_orders.order_id, customer_id=known_orders.customer_id, order_date=known_orders.order_date)
+    joined = lines.inner_join(orders, lines.order_id == orders._line_order)
+    return joined.select(*lines.columns, "customer_id", "order_date")
 
 
 def attributes_as_of(customers: ibis.Table, known_history: ibis.Table, history: ibis.Table) -> ibis.Table:
@@ -385,7 +409,10 @@ def open_dataset(
     raw = _read_raw_tables(location, con)
     _check_required(raw, str(location))
     if cut_at is not None:
+        stored_orders = raw["orders"]
         raw = {name: _known_before(table, name, cut_at, kind) for name, table in raw.items()}
+        if "order_lines" in raw:
+            raw["order_lines"] = _lines_known_before(raw["order_lines"], stored_orders, cut_at, kind)
     report = None
     if validate or kind == "folder":
         frames = {name: t.to_pandas() for name, t in raw.items()}
@@ -426,6 +453,26 @@ def _known_before(table: ibis.Table, name: str, cut_at: date, kind: LocationKind
         return table
     day = _engine_date(table[column], kind)
     return table.filter(day.isnull() | (day < ibis.literal(cut_at, type=dt.date)))
+
+
+def _lines_known_before(lines: ibis.Table, orders: ibis.Table, cut_at: date, kind: LocationKind) -> ibis.Table:
+    """The stored order lines less those of an order dated on or after ``cut_at``, in the engine's query.
+
+    Lines of a later order are neither read nor validated; a line whose order id matches no order
+    is kept, so that validation reports it.
+
+    Args:
+        lines: the ``order_lines`` table as stored.
+        orders: the ``orders`` table as stored, not cut.
+        cut_at: the first day that is not known.
+        kind: the store, which decides how text is parsed as a date.
+
+    Returns:
+        The filtered expression.
+    """
+    day = _engine_date(orders.order_date, kind)
+    later = orders.filter(day >= ibis.literal(cut_at, type=dt.date)).select(_later=orders.order_id.cast(dt.string))
+    return lines.filter(~lines.order_id.cast(dt.string).isin(later._later))
 
 
 # a valid calendar day written as YYYY-MM-DD (leap days included), for engines without a try-cast
@@ -664,10 +711,14 @@ def validate_frames(
             flag(name, column, rule, mask, raw)
         clean[name] = typed
 
+    if "order_lines" in clean:
+        orders = clean["orders"].loc[~bad_masks["orders"]]
+        for column, rule, mask in _line_failures(clean["order_lines"], orders):
+            flag("order_lines", column, rule, mask, frames["order_lines"].reset_index(drop=True))
     if "customers" in clean:
         known = set(clean["customers"].loc[~bad_masks["customers"], "customer_id"].dropna())
         for name, frame in clean.items():
-            if name != "customers":
+            if name != "customers" and "customer_id" in frame.columns:
                 flag(name, "customer_id", "for a customer that is not in the customers table", ~frame["customer_id"].isin(known) & frame["customer_id"].notna(), frames[name].reset_index(drop=True))
 
     if report.problems and on_error == "fail":
@@ -691,6 +742,28 @@ def validate_frames(
     if unknown:
         report.problems.append(Problem(",".join(unknown), "-", "ignored: not a contract table", 0, []))
     return clean, report
+
+
+def _line_failures(lines: pd.DataFrame, orders: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
+    """An order line must belong to a known order, and only a return may take goods back.
+
+    Args:
+        lines: the typed ``order_lines`` rows.
+        orders: the typed orders that passed validation.
+
+    Returns:
+        ``(column, rule, rows breaking it)`` for a line of an unknown order, a negative quantity on
+        an order that is not a return (a positive amount), and an amount whose sign is not its
+        quantity's.
+    """
+    order_amount = lines["order_id"].map(orders.drop_duplicates("order_id").set_index("order_id")["amount"])
+    unknown = lines["order_id"].notna() & order_amount.isna()
+    quantity, amount = lines["quantity"], lines["amount"]
+    return [
+        ("order_id", "for an order that is not in the orders table", unknown),
+        ("quantity", "negative on an order that is not a return (its amount is positive): book returns as their own negative order", (quantity < 0) & (order_amount > 0)),
+        ("amount", "of the opposite sign to the quantity", ((amount < 0) & (quantity > 0)) | ((amount > 0) & (quantity < 0))),
+    ]
 
 
 def _history_value_failures(history: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:

@@ -3,7 +3,9 @@
 A company that has nothing but its sales ledger still gets a model: :func:`import_transactions`
 reads a CSV, Parquet or Excel file of invoice lines, aggregates the lines into one ``orders`` row
 per order (per order id, or per customer and day when the export has no order column), turns
-cancellations into negative orders (returns) and derives a minimal ``customers`` table. Every line
+cancellations into negative orders (returns) and derives a minimal ``customers`` table. With a
+product column it also keeps the lines themselves as the ``order_lines`` table (product, quantity,
+amount, and the product group when the export has one), each line on the order it was summed into. Every line
 read is either used or dropped for a named reason, and the report's counts add up.
 """
 
@@ -39,6 +41,7 @@ ONLINE_RETAIL_COLUMNS = {
     "quantity_col": "Quantity",
     "price_col": "UnitPrice",
     "country_col": "Country",
+    "product_col": "StockCode",
 }
 """The column mapping of the UCI "Online Retail" export (the README's `churn import` example)."""
 
@@ -113,15 +116,21 @@ class ImportResult:
         orders: ``order_id, customer_id, order_date, amount`` (one row per order; returns negative).
         customers: ``customer_id, created_at`` and ``region`` when a country column was given.
         report: what was read, used and dropped.
+        order_lines: ``order_id, product_id, quantity, amount`` (and ``category``), one row per line
+            used, when a product column was given; None otherwise.
     """
 
     orders: pd.DataFrame
     customers: pd.DataFrame
     report: ImportReport
+    order_lines: pd.DataFrame | None = None
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """The tables by contract name, for ``write_dataset`` or ``CRMDataset.from_frames``."""
-        return {"orders": self.orders, "customers": self.customers}
+        frames = {"orders": self.orders, "customers": self.customers}
+        if self.order_lines is not None:
+            frames["order_lines"] = self.order_lines
+        return frames
 
 
 def import_transactions(
@@ -134,6 +143,8 @@ def import_transactions(
     quantity_col: str | None = None,
     price_col: str | None = None,
     country_col: str | None = None,
+    product_col: str | None = None,
+    category_col: str | None = None,
     sheet: str | int | None = None,
     date_format: str | None = None,
     dayfirst: bool | None = None,
@@ -157,6 +168,10 @@ def import_transactions(
         quantity_col: units on the line (with ``price_col`` when there is no amount column).
         price_col: unit price.
         country_col: the customer's country or region (its most frequent value becomes ``region``).
+        product_col: the product (stock code, SKU): keeps the lines as ``order_lines``; an order's
+            negative lines (goods taken back on an invoice that nets positive) then become a return
+            order of their own (``<order>/return``), so that every line sits on an order of its sign.
+        category_col: the product group of the line (with ``product_col``).
         sheet: the Excel sheet name or position (default: the first).
         date_format: a strptime format such as ``%d/%m/%Y %H:%M``; default: detected.
         dayfirst: how to read dates like 03/04/2011 when the file does not tell (default month first,
@@ -183,7 +198,11 @@ def import_transactions(
         "--quantity-col": quantity_col,
         "--price-col": price_col,
         "--country-col": country_col,
+        "--product-col": product_col,
+        "--category-col": category_col,
     }
+    if category_col is not None and product_col is None:
+        raise DataError("--category-col needs --product-col: the product group belongs to a line's product")
     columns = [c for c in dict.fromkeys(v for v in wanted.values() if v is not None)]
     raw = read_transactions(source, columns=columns, flags={v: k for k, v in wanted.items() if v is not None}, sheet=sheet).reset_index(drop=True)
     report = ImportReport(source=str(source), lines_read=len(raw))
@@ -238,7 +257,13 @@ def import_transactions(
         lines["amount"] = lines["amount"].where(~cancelled, -lines["amount"].abs())
     if country_col is not None:
         lines["region"] = _text(raw.loc[used, country_col])
+    if product_col is not None:
+        lines["product_id"] = normalise_ids(raw.loc[used, product_col]).fillna("(none)")
+        lines["quantity"] = quantity[used].astype("float64") if quantity_col is not None else 1.0
+        if category_col is not None:
+            lines["category"] = _text(raw.loc[used, category_col])
 
+    lines["order_id"] = _order_ids(lines, report.notes, split_returns=product_col is not None)
     orders = _aggregate_orders(lines, report.notes)
     customers = _customers_table(lines, orders)
     report.orders = len(orders)
@@ -249,7 +274,7 @@ def import_transactions(
         report.last_date = orders["order_date"].max().date()
     if not report.balanced:  # pragma: no cover - a bug, not a user error
         raise AssertionError(f"import counts do not add up: {report}")
-    return ImportResult(orders=orders, customers=customers, report=report)
+    return ImportResult(orders=orders, customers=customers, report=report, order_lines=_order_lines(lines) if product_col is not None else None)
 
 
 def read_transactions(path: Path, *, columns: list[str], flags: dict[str, str] | None = None, sheet: str | int | None = None) -> pd.DataFrame:
@@ -457,32 +482,50 @@ def _cancellations(order_ref: pd.Series, prefix: str | None, notes: list[str]) -
     return marked
 
 
+def _order_ids(lines: pd.DataFrame, notes: list[str], *, split_returns: bool) -> pd.Series:
+    """The order each line is summed into: its order id, made unique per customer, or the customer and day.
+
+    Args:
+        lines: the used lines (``customer_id``, ``order_date``, ``amount``, and ``order_ref`` when
+            the export has an order column).
+        notes: the report's notes, to say what was split.
+        split_returns: give an order's negative lines an order of their own when the order nets
+            positive (``<order>/return``), as the lines table needs.
+
+    Returns:
+        The order id of every line.
+    """
+    if "order_ref" not in lines.columns:
+        day = lines["order_date"].dt.strftime("%Y-%m-%d")
+        notes.append("no order column: one order per customer and day (returns separate)")
+        return (lines["customer_id"] + "/" + day + (lines["amount"] < 0).map({True: "/return", False: ""})).astype("string")
+    order_id = lines["order_ref"].astype("string")
+    owners = lines.groupby("order_ref")["customer_id"].nunique()
+    shared = owners[owners > 1].index
+    if len(shared):
+        mask = order_id.isin(shared)
+        order_id[mask] = order_id[mask] + "/" + lines.loc[mask, "customer_id"]
+        notes.append(f"{len(shared):,} order ids were used by more than one customer: split per customer (id/customer)")
+    if split_returns:
+        net = lines["amount"].groupby(order_id).transform("sum")
+        taken_back = (lines["amount"] < 0) & (net > 0)
+        if taken_back.any():
+            order_id[taken_back] = order_id[taken_back] + "/return"
+            notes.append(f"{int(taken_back.sum()):,} negative lines on orders that net positive: booked as a return order of their own (id/return)")
+    return order_id
+
+
 def _aggregate_orders(lines: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
-    """One row per order: the lines' amounts summed, the earliest line date."""
+    """One row per order (``lines.order_id``): the lines' amounts summed, the earliest line date."""
     cols = ["order_id", "customer_id", "order_date", "amount"]
     if lines.empty:
         return pd.DataFrame({c: pd.Series(dtype="string" if c.endswith("_id") else ("datetime64[us]" if c == "order_date" else "float64")) for c in cols})
-    if "order_ref" in lines.columns:
-        keyed = lines.assign(order_id=lines["order_ref"])
-        owners = keyed.groupby("order_id")["customer_id"].nunique()
-        shared = owners[owners > 1].index
-        if len(shared):
-            mask = keyed["order_id"].isin(shared)
-            keyed.loc[mask, "order_id"] = keyed.loc[mask, "order_id"] + "/" + keyed.loc[mask, "customer_id"]
-            notes.append(f"{len(shared):,} order ids were used by more than one customer: split per customer (id/customer)")
-        orders = keyed.groupby(["order_id", "customer_id"], sort=False, as_index=False).agg(
-            order_date=("order_date", "min"), last_date=("order_date", "max"), amount=("amount", "sum")
-        )
-        spread = int((orders["last_date"] > orders["order_date"]).sum())
-        if spread:
-            notes.append(f"{spread:,} orders have lines on more than one day: dated by their first line")
-        orders = orders.drop(columns="last_date")
-    else:
-        keyed = lines.assign(is_return=lines["amount"] < 0)
-        orders = keyed.groupby(["customer_id", "order_date", "is_return"], sort=False, as_index=False).agg(amount=("amount", "sum"))
-        day = orders["order_date"].dt.strftime("%Y-%m-%d")
-        orders["order_id"] = orders["customer_id"] + "/" + day + orders["is_return"].map({True: "/return", False: ""})
-        notes.append("no order column: one order per customer and day (returns separate)")
+    orders = lines.groupby(["order_id", "customer_id"], sort=False, as_index=False).agg(
+        order_date=("order_date", "min"), last_date=("order_date", "max"), amount=("amount", "sum")
+    )
+    spread = int((orders["last_date"] > orders["order_date"]).sum())
+    if spread:
+        notes.append(f"{spread:,} orders have lines on more than one day: dated by their first line")
     orders = orders[cols].sort_values(["order_date", "order_id"], kind="stable").reset_index(drop=True)
     orders["order_id"] = orders["order_id"].astype("string")
     orders["customer_id"] = orders["customer_id"].astype("string")
@@ -491,6 +534,14 @@ def _aggregate_orders(lines: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     if zero:
         notes.append(f"{zero:,} orders net to zero (cancelled in full on the same order): kept with amount 0")
     return orders
+
+
+def _order_lines(lines: pd.DataFrame) -> pd.DataFrame:
+    """The ``order_lines`` table: one row per used line, on the order it was summed into."""
+    cols = ["order_id", "product_id", "quantity", "amount", *(["category"] if "category" in lines.columns else [])]
+    out = lines[cols].reset_index(drop=True)
+    out["amount"] = out["amount"].round(2)
+    return out
 
 
 def _customers_table(lines: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:

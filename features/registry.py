@@ -30,10 +30,10 @@ import ibis.expr.types as ir
 if TYPE_CHECKING:
     from features.dataset import CRMDataset
 
-Group = Literal["orders", "complaints", "receivables", "contacts", "tiers", "btyd"]
+Group = Literal["orders", "lines", "complaints", "receivables", "contacts", "tiers", "btyd"]
 Kind = Literal["numeric", "categorical"]
 
-FEATURE_SET_VERSION = "1.2"
+FEATURE_SET_VERSION = "1.3"
 """Raise the minor number when a feature is added, the major one when a definition changes."""
 
 
@@ -108,6 +108,20 @@ _SPECS: tuple[FeatureSpec, ...] = (
     _f("order_value_cv_365d", "orders", "how irregular the customer's order sizes are over the last 365 days (spread against the average order; 0 = always the same)", "orders"),
     _f("orders_same_season_last_year", "orders", "orders in the same 90-day season a year ago (the 90 days from this date last year)", "orders"),
     _f("order_rate_365d", "orders", "how often the customer orders: order days per month over the last 365 days (or since its first order, if younger)", "orders"),
+    # lines: what the customer buys (product groups are the lines' categories, or the products themselves)
+    _f("products_90d", "lines", "distinct products bought in the last 90 days", "order_lines"),
+    _f("products_prev_90d", "lines", "distinct products bought in the 90 days before that (180 to 90 days ago)", "order_lines"),
+    _f("products_dropped_90d", "lines", "products bought 180 to 90 days ago and not in the last 90 days", "order_lines"),
+    _f("products_365d", "lines", "distinct products bought in the last 365 days", "order_lines"),
+    _f("products_new_90d", "lines", "products bought in the last 90 days for the first time", "order_lines"),
+    _f("lines_per_order_365d", "lines", "products per order (order lines per order) over the last 365 days", "order_lines"),
+    _f("group_share_shift_90d", "lines", "how far the spend moved between product groups, last 90 days against the 270 days before (0 = same mix, 1 = nothing in common)", "order_lines"),
+    _f("regular_groups_lapsed_90d", "lines", "product groups bought regularly before (in two of the three quarters before the last 90 days) and not in the last 90 days", "order_lines"),
+    _f("regular_groups_share_90d", "lines", "share of the last 90 days' spend in the product groups the customer bought regularly before", "order_lines"),
+    _f("quantity_per_line_365d", "lines", "typical quantity on an order line over the last 365 days (median units: large for a trade buyer restocking, small for an occasional buyer)", "order_lines"),
+    _f("unit_price_365d", "lines", "typical unit price of what the customer buys (median over its order lines of the last 365 days)", "order_lines"),
+    _f("product_reach_365d", "lines", "how widely the customer's products sell: median number of customers who bought each of the products on its lines of the last 365 days", "order_lines"),
+    _f("product_reorder_rate_365d", "lines", "how often the customers who buy its products order again within 90 days (its last 365 days' products, weighted by spend)", "order_lines"),
     # complaints
     _f("complaints_90d", "complaints", "complaints in the last 90 days", "complaints"),
     _f("complaints_365d", "complaints", "complaints in the last 365 days", "complaints"),

@@ -71,6 +71,14 @@ Resulting figures (seed 42, 5,000 customers, 3 years)
     so recency alone ranks churners well (AUC about 0.92); the hidden causes show among the others
     (late payments, complaints per order, contact gaps).
 
+Order lines
+    Each order is split into lines over product groups and products (:mod:`features.sample_lines`):
+    every customer has its own mix of groups and favourite products. A competitor that poaches a
+    customer takes one product group 60-150 days before the decline starts and a second half-way,
+    so the basket narrows (and the orders shrink by those groups' share) while the rhythm holds;
+    8% of customers move one group elsewhere without leaving. The lines draw from their own stream
+    (``spawn_key=(3, k)``, the catalogue from ``(4,)``); only the amounts of thinned orders change.
+
 Customer history
     Every customer's region, segment, channel, settlement terms and credit limit hold from its
     ``created_at``. 15% of today's credit customers started on cash terms and earned credit (with
@@ -102,11 +110,12 @@ import pandas as pd
 import pyarrow as pa
 
 from features.contract import MUTABLE_ATTRIBUTES
+from features.sample_lines import PRODUCT_GROUPS, PRODUCTS_PER_GROUP, Baskets, draw_baskets, draw_lines, make_catalogue, remaining_share
 
 BLOCK_SIZE = 1_000
 """Customers per random-number block; chunks are whole blocks."""
 
-TABLE_NAMES = ("customers", "orders", "complaints", "invoices", "contacts", "customer_history")
+TABLE_NAMES = ("customers", "orders", "order_lines", "complaints", "invoices", "contacts", "customer_history")
 DATE_DTYPE = "datetime64[us]"
 STRING_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
 
@@ -245,6 +254,7 @@ _CATEGORIES = {
     "severity": pd.CategoricalDtype(list(SEVERITIES)),
     "category": pd.CategoricalDtype(list(COMPLAINT_CATEGORIES)),
     "kind": pd.CategoricalDtype(list(CONTACT_KINDS)),
+    "product_group": pd.CategoricalDtype(list(PRODUCT_GROUPS)),
 }
 
 
@@ -895,6 +905,7 @@ def _simulate_block(
     seed: int,
     counters: _Counters,
     trace: dict[str, object] | None = None,
+    lines: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Simulate one block of customers and return its tables.
 
@@ -907,9 +918,10 @@ def _simulate_block(
         seed: the dataset's seed.
         counters: running id numbers, advanced past this block's rows.
         trace: if given, receives the latent customers and lifecycle (for calibration).
+        lines: write the ``order_lines`` table (the orders are the same either way).
 
     Returns:
-        The tables of :data:`TABLE_NAMES` for the block's customers.
+        The tables of :data:`TABLE_NAMES` for the block's customers (without ``order_lines`` unless ``lines``).
     """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, block_index)))
     block = _draw_customers(rng, size, cal, roster)
@@ -919,6 +931,9 @@ def _simulate_block(
     contact_gap = month_last[None, :] - np.where(np.isnan(last_contact), block.created[:, None], last_contact)
     history = _simulate_lifecycle(rng, block, cal, contact_gap)
     orders = _draw_orders(rng, block, cal, history)
+    lines_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3, block_index)))
+    baskets = _baskets(lines_rng, block, cal, history)
+    _thin_orders(orders, baskets)
     invoices = _draw_invoices(rng, block, cal, orders)
     contacts = _draw_contacts(rng, block, cal, roster, history, rhythm)
     names = _company_names(rng, block.segment)
@@ -943,7 +958,8 @@ def _simulate_block(
         setattr(counters, field, start + count)
         return _string_ids(prefix, start + 1 + np.arange(count), width)
 
-    return {
+    order_ids = next_ids("O", "orders", orders["row"].size, 8)
+    tables = {
         "customers": pd.DataFrame(
             {
                 "customer_id": customer_ids,
@@ -959,7 +975,7 @@ def _simulate_block(
         ),
         "orders": pd.DataFrame(
             {
-                "order_id": next_ids("O", "orders", orders["row"].size, 8),
+                "order_id": order_ids,
                 "customer_id": customer_id(orders["row"]),
                 "order_date": _dates(orders["day"]),
                 "amount": orders["amount"],
@@ -1002,6 +1018,39 @@ def _simulate_block(
             }
         ),
     }
+    if lines:
+        tables["order_lines"] = _lines_table(draw_lines(lines_rng, baskets, make_catalogue(seed), orders["row"], orders["day"], orders["amount"]), order_ids)
+    return tables
+
+
+def _baskets(rng: np.random.Generator, block: _Block, cal: _Calendar, history: _History) -> Baskets:
+    """The block's baskets, with the first decline a competitor caused for each customer it poached."""
+    poached = history.decline_causes == _CAUSES.index("competitor")
+    rows, first = np.unique(history.decline_rows[poached], return_index=True)
+    month = history.decline_months[poached][first]
+    days = np.where(month < cal.months, cal.month_first[np.minimum(month, cal.months - 1)], cal.end + 1).astype(float)
+    return draw_baskets(rng, block.segment, cal.start, cal.end, rows, days)
+
+
+def _thin_orders(orders: dict[str, np.ndarray], baskets: Baskets) -> None:
+    """Shrink the orders placed after groups went elsewhere by those groups' share of the basket (in place)."""
+    sale = orders["amount"] > 0
+    kept = remaining_share(baskets, orders["row"][sale], orders["day"][sale])
+    orders["amount"][sale] = np.maximum(np.round(orders["amount"][sale] * kept, 2), 1.0)
+    orders["margin"][sale] = np.round(orders["margin"][sale] * kept, 2)
+
+
+def _lines_table(lines: dict[str, np.ndarray], order_ids: pd.Series) -> pd.DataFrame:
+    ids = order_ids.array._pa_array.combine_chunks()
+    return pd.DataFrame(
+        {
+            "order_id": pd.Series(pd.array(ids.take(pa.array(lines["order"], pa.int64())), dtype=STRING_DTYPE)),
+            "product_id": _string_ids("P", lines["product"] + 1, 4),
+            "quantity": lines["quantity"],
+            "amount": lines["amount"],
+            "category": pd.Categorical.from_codes(lines["product"] // PRODUCTS_PER_GROUP, dtype=_CATEGORIES["product_group"]),
+        }
+    )
 
 
 def _empty_tables() -> dict[str, pd.DataFrame]:
@@ -1049,6 +1098,9 @@ def _empty_tables() -> dict[str, pd.DataFrame]:
                 "paid_at": _dates(no_days),
             }
         ),
+        "order_lines": pd.DataFrame(
+            {"order_id": strings(), "product_id": strings(), "quantity": no_days, "amount": no_days, "category": pd.Categorical.from_codes(no_rows, dtype=_CATEGORIES["product_group"])}
+        ),
         "contacts": pd.DataFrame({"customer_id": strings(), "contacted_at": _dates(no_days), "kind": _categorical(no_rows, "kind")}),
         "customer_history": pd.DataFrame({"customer_id": strings(), "column": strings(), "value": strings(), "valid_from": _dates(no_days)}),
     }
@@ -1060,6 +1112,7 @@ def iter_sample_chunks(
     seed: int = 42,
     end: datetime.date = datetime.date(2025, 12, 31),
     chunk_size: int = 10_000,
+    lines: bool = True,
 ) -> Iterator[dict[str, pd.DataFrame]]:
     """Yield the tables of :data:`TABLE_NAMES` for consecutive slices of customers.
 
@@ -1075,6 +1128,7 @@ def iter_sample_chunks(
         seed: random seed.
         end: last day of the data; no row carries a later date.
         chunk_size: customers per chunk (rounded up to whole blocks); bounds the memory in use.
+        lines: also write the ``order_lines`` table (about four lines an order).
 
     Returns:
         An iterator of dicts with the tables of :data:`TABLE_NAMES`.
@@ -1095,8 +1149,8 @@ def iter_sample_chunks(
         for block in range(first_block, min(first_block + blocks_per_chunk, n_blocks)):
             first = block * BLOCK_SIZE
             size = min(BLOCK_SIZE, customers - first)
-            parts.append(_simulate_block(block, first + 1, size, calendar, roster, seed, counters))
-        yield {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in TABLE_NAMES}
+            parts.append(_simulate_block(block, first + 1, size, calendar, roster, seed, counters, lines=lines))
+        yield {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in TABLE_NAMES if name in parts[0]}
 
 
 def generate_sample(
@@ -1104,6 +1158,7 @@ def generate_sample(
     years: float = 3.0,
     seed: int = 42,
     end: datetime.date = datetime.date(2025, 12, 31),
+    lines: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """The whole sample dataset in memory (for small ``customers``; use :func:`iter_sample_chunks` for large).
 
@@ -1112,13 +1167,15 @@ def generate_sample(
         years: length of the window ending at ``end``.
         seed: random seed.
         end: last day of the data.
+        lines: also write the ``order_lines`` table.
 
     Returns:
         The tables of :data:`TABLE_NAMES`, each with a fresh RangeIndex.
     """
-    chunks = list(iter_sample_chunks(customers, years, seed, end))
+    chunks = list(iter_sample_chunks(customers, years, seed, end, lines=lines))
     if not chunks:
-        return _empty_tables()
+        empty = _empty_tables()
+        return empty if lines else {k: v for k, v in empty.items() if k != "order_lines"}
     if len(chunks) == 1:
         return chunks[0]
-    return {name: pd.concat([c[name] for c in chunks], ignore_index=True) for name in TABLE_NAMES}
+    return {name: pd.concat([c[name] for c in chunks], ignore_index=True) for name in chunks[0]}

@@ -26,6 +26,7 @@ from features.btyd import BTYDParams, btyd_features
 from features.complaints import complaint_features
 from features.contacts import contact_features
 from features.dataset import CRMDataset, DataError
+from features.lines import line_features
 from features.orders import order_features, order_gaps
 from features.receivables import receivable_features
 from features.registry import BTYD, BTYD_HORIZON_DAYS, BTYD_NO_ORDER_HORIZONS, DESCRIPTIVE, FEATURES, PointInTime, model_features
@@ -83,6 +84,8 @@ def snapshot_expr(data: CRMDataset, as_of: date, active_days: int = 365, gaps: i
     orders = order_features(known, at, active_days, gaps)
     population = orders.select("customer_id")
     groups = [orders, tier_features(known, orders)]
+    if known.has("order_lines"):
+        groups.append(line_features(known, at, population, order_gaps(known.table("orders")) if gaps is None else gaps))
     if known.has("complaints"):
         groups.append(complaint_features(known, at, population))
     if known.has("invoices") and "paid_at" in known.table("invoices").columns:

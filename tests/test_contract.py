@@ -35,6 +35,15 @@ def good_tables() -> dict[str, pd.DataFrame]:
                 "amount": [100.0, -20.0, 50.0, 75.5],
             }
         ),
+        "order_lines": pd.DataFrame(
+            {
+                "order_id": ["o1", "o1", "o2", "o3", "o4"],
+                "product_id": ["p1", "p2", "p1", "p3", "p1"],
+                "quantity": [2.0, 1.0, -1.0, 5.0, 3.0],
+                "amount": [60.0, 40.0, -20.0, 50.0, 75.5],
+                "category": ["tea", "coffee", "tea", None, "tea"],
+            }
+        ),
         "complaints": pd.DataFrame(
             {
                 "complaint_id": ["k1"],
@@ -132,6 +141,39 @@ def test_duplicated_id() -> None:
     tables["orders"].loc[1, "order_id"] = "o1"
     msg = _error(tables)
     assert "table orders, column order_id: 2 row(s) with a duplicated id" in msg
+
+
+def test_order_line_of_an_unknown_order() -> None:
+    tables = good_tables()
+    tables["order_lines"].loc[4, "order_id"] = "o99"
+    msg = _error(tables)
+    assert "table order_lines, column order_id: 1 row(s) for an order that is not in the orders table" in msg
+    assert "order_id=o99" in msg
+
+
+def test_order_line_taking_goods_back_on_a_sale() -> None:
+    tables = good_tables()
+    tables["order_lines"].loc[3, ["quantity", "amount"]] = [-5.0, -50.0]
+    msg = _error(tables)
+    assert "table order_lines, column quantity: 1 row(s) negative on an order that is not a return" in msg
+    assert "book returns as their own negative order" in msg
+
+
+def test_order_line_amount_against_its_quantity() -> None:
+    tables = good_tables()
+    tables["order_lines"].loc[0, "amount"] = -60.0
+    msg = _error(tables)
+    assert "table order_lines, column amount: 1 row(s) of the opposite sign to the quantity" in msg
+
+
+def test_order_line_without_product_or_with_a_word_for_quantity() -> None:
+    tables = good_tables()
+    tables["order_lines"].loc[1, "product_id"] = None
+    tables["order_lines"]["quantity"] = tables["order_lines"]["quantity"].astype(object)
+    tables["order_lines"].loc[2, "quantity"] = "a few"
+    msg = _error(tables)
+    assert "table order_lines, column product_id: 1 row(s) empty (the column is required)" in msg
+    assert "table order_lines, column quantity: 1 row(s) with a value that is not a number" in msg
 
 
 def test_date_in_the_future_of_as_of() -> None:
@@ -242,7 +284,7 @@ def test_quarantine_keeps_every_row(tmp_path: Path) -> None:
     quarantined = pd.read_csv(report.quarantine_files["orders"])
     assert set(quarantined["order_id"]) == {"o1", "o5", "o6", "o7"}  # both duplicates of o1 go
     assert quarantined["problem"].str.len().gt(0).all()
-    assert report.quarantined == {"orders": 5, "invoices": 2}
+    assert report.quarantined == {"orders": 5, "order_lines": 2, "invoices": 2}  # o1's lines go with it
 
 
 def test_quarantine_through_open_dataset_uses_only_good_rows(tmp_path: Path) -> None:
@@ -273,7 +315,7 @@ def test_every_store_reads_back_the_same(target: str, tmp_path: Path, request: p
     reference = CRMDataset.from_frames(good_tables(), as_of=AS_OF)
     assert set(ds.tables) == set(reference.tables)
     assert ds.fingerprint() == reference.fingerprint()
-    for name, order in (("invoices", ["invoice_id"]), ("customer_history", ["customer_id", "column", "valid_from"])):
+    for name, order in (("invoices", ["invoice_id"]), ("order_lines", ["order_id", "product_id"]), ("customer_history", ["customer_id", "column", "valid_from"])):
         got = ds.table(name).to_pandas().sort_values(order).reset_index(drop=True)
         want = reference.table(name).to_pandas().sort_values(order).reset_index(drop=True)
         pd.testing.assert_frame_equal(got, want, check_dtype=False)

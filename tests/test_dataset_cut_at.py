@@ -115,6 +115,21 @@ def test_duplicated_order_id_after_cut_at_is_not_read(store: str, tmp_path: Path
         open_dataset(location, as_of=date(2024, 6, 1), cut_at=date(2024, 6, 1))
 
 
+@pytest.mark.parametrize("store", ["duckdb", "postgres"])
+def test_a_malformed_line_of_an_order_after_cut_at_is_not_read(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    location = tmp_path / "crm.duckdb" if store == "duckdb" else request.getfixturevalue("pg_url")
+    tables = _orders_with(good_tables(), _order("o8", "c1", "2024-05-20", "30"))
+    late_line = pd.DataFrame({"order_id": ["o8"], "product_id": [None], "quantity": ["lots"], "amount": [30.0], "category": ["tea"]})
+    tables["order_lines"] = pd.concat([tables["order_lines"], late_line], ignore_index=True)
+    write_dataset(location, tables)
+    ds = open_dataset(location, as_of=AS_OF, cut_at=AS_OF)
+    assert ds.report is not None and ds.report.rows_read["order_lines"] == len(good_tables()["order_lines"])
+    assert sorted(ds.table("order_lines").order_id.execute()) == ["o1", "o1", "o2", "o3", "o4"]
+    ds.close()
+    with pytest.raises(DataError, match=r"table order_lines, column product_id: 1 row\(s\) empty"):
+        open_dataset(location, as_of=date(2024, 6, 1), cut_at=date(2024, 6, 1))
+
+
 def test_unparseable_date_reaches_validation_from_a_csv_folder(tmp_path: Path) -> None:
     folder = _csv_folder(good_tables(), tmp_path / "crm", _order("o9", "c1", "2024-13-45", "5"))
     with pytest.raises(DataError, match="table orders, column order_date: 1 row\\(s\\) with a date that cannot be parsed"):

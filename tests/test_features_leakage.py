@@ -1,7 +1,7 @@
 """No leakage: nothing dated on or after T changes the snapshot at T.
 
-A generated sample of 300 customers gets random extra rows on or after T in every table (orders,
-returns, complaints, invoices, contacts, customers created later, changes of customer attributes),
+A generated sample of 300 customers gets random extra rows on or after T in every table (orders
+and their lines, returns, complaints, invoices, contacts, customers created later, changes of customer attributes),
 and the open complaints and unpaid invoices get resolutions and payments on or after T. The snapshot
 at T must not move, and must equal the snapshot of the data physically truncated to what was known
 on T. Customer attributes that change (segment, credit limit, ...) are read from the customer
@@ -106,7 +106,8 @@ def with_future_rows(tables: dict[str, pd.DataFrame], t: date, seed: int) -> dic
     n = 800
     contacts = pd.DataFrame({"customer_id": rng.choice(ids, n), "contacted_at": _days_from(t, rng, n), "kind": "call"})
     history = _attribute_changes(rng, ids, t, 600)
-    for name, extra in (("orders", orders), ("complaints", complaints), ("invoices", invoices), ("contacts", contacts), ("customer_history", history)):
+    lines = _lines_of(orders, out["order_lines"]["product_id"].unique(), rng)
+    for name, extra in (("orders", orders), ("order_lines", lines), ("complaints", complaints), ("invoices", invoices), ("contacts", contacts), ("customer_history", history)):
         out[name] = pd.concat([out[name], extra], ignore_index=True).sample(frac=1.0, random_state=seed, ignore_index=True)
     out["customer_history"] = out["customer_history"].drop_duplicates(["customer_id", "column", "valid_from"], ignore_index=True)
 
@@ -118,6 +119,24 @@ def with_future_rows(tables: dict[str, pd.DataFrame], t: date, seed: int) -> dic
     unpaid = (i["issued_at"] < stamp) & (i["paid_at"].isna() | (i["paid_at"] >= stamp))
     i.loc[unpaid, "paid_at"] = _days_from(t, rng, int(unpaid.sum()), span=120).to_numpy()
     return out
+
+
+def _lines_of(orders: pd.DataFrame, products: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """One to three lines of known products for every extra order, adding up to its amount."""
+    count = rng.integers(1, 4, len(orders))
+    order = np.repeat(np.arange(len(orders)), count)
+    share = rng.random(order.size)
+    share /= np.bincount(order, weights=share)[order]
+    amount = orders["amount"].to_numpy()[order] * share
+    return pd.DataFrame(
+        {
+            "order_id": orders["order_id"].to_numpy()[order],
+            "product_id": rng.choice(products, order.size),
+            "quantity": np.sign(amount) * rng.integers(1, 20, order.size),
+            "amount": amount.round(2),
+            "category": rng.choice(["beverages", "frozen", "a group nobody bought before"], order.size),
+        }
+    )
 
 
 def _attribute_changes(rng: np.random.Generator, ids: np.ndarray, t: date, n: int) -> pd.DataFrame:
@@ -142,9 +161,11 @@ def as_known_on(tables: dict[str, pd.DataFrame], t: date) -> dict[str, pd.DataFr
     i = tables["invoices"][tables["invoices"]["issued_at"] < stamp].copy()
     i["paid_at"] = i["paid_at"].where(i["paid_at"] < stamp)
     customers = tables["customers"]
+    orders = tables["orders"][tables["orders"]["order_date"] < stamp]
     return {
         "customers": customers[customers["created_at"].isna() | (customers["created_at"] < stamp)],
-        "orders": tables["orders"][tables["orders"]["order_date"] < stamp],
+        "orders": orders,
+        "order_lines": tables["order_lines"][tables["order_lines"]["order_id"].isin(orders["order_id"])],
         "complaints": c,
         "invoices": i,
         "contacts": tables["contacts"][tables["contacts"]["contacted_at"] < stamp],
