@@ -53,6 +53,19 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "order_rate_365d": ("orders on about {value:dec} days a month over the last year",),
     "margin_365d": ("gross margin of {value:money} in the last year",),
     "margin_rate_365d": ("gross margin of {value:pct} of revenue in the last year",),
+    "products_90d": ("bought {value:count:product} in the last 90 days against {products_prev_90d:count:product} in the 90 days before", "bought {value:count:product} in the last 90 days"),
+    "products_prev_90d": ("bought {value:count:product} in the 90 days before the last 90",),
+    "products_dropped_90d": ("stopped buying {value:count:product} it bought in the 90 days before the last 90",),
+    "products_365d": ("bought {value:count:product} in the last year",),
+    "products_new_90d": ("tried {value:count:new product} in the last 90 days",),
+    "lines_per_order_365d": ("about {value:dec} products per order over the last year",),
+    "group_share_shift_90d": ("its spend moved between product groups: {value:pct} of its basket changed against the 270 days before",),
+    "regular_groups_lapsed_90d": ("stopped buying {value:count:product group} it used to buy regularly",),
+    "regular_groups_share_90d": ("only {value:pct} of its last 90 days' spend went to the product groups it bought regularly before",),
+    "quantity_per_line_365d": ("buys about {value:dec} units per line",),
+    "unit_price_365d": ("its products cost about {value:money} a unit",),
+    "product_reach_365d": ("buys products that about {value:int} customers buy",),
+    "product_reorder_rate_365d": ("buyers of its products reorder within 90 days {value:pct} of the time",),
     "complaints_90d": ("{value:count:complaint} in the last 90 days",),
     "complaints_365d": ("{value:count:complaint} in the last year",),
     "open_complaints": (
@@ -119,6 +132,13 @@ MISSING: dict[str, str] = {
     "max_resolution_days_365d": "no complaint resolved in the last year",
     "oldest_open_complaint_days": "no open complaint",
     "balance_to_credit_limit": "no credit limit on record",
+    "lines_per_order_365d": "no order lines in the last year",
+    "group_share_shift_90d": "no spend in the last 90 days, or none in the 270 days before, to compare",
+    "regular_groups_share_90d": "no product group bought regularly before, or no spend in the last 90 days",
+    "quantity_per_line_365d": "no order lines in the last year",
+    "unit_price_365d": "no order lines in the last year",
+    "product_reach_365d": "no order lines in the last year",
+    "product_reorder_rate_365d": "its products have no purchase old enough to tell whether buyers reorder",
 }
 """Sentences for a feature whose value is missing (LightGBM gives missing values their own branch)."""
 
