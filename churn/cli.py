@@ -293,7 +293,20 @@ def _print_training(result: Any, settings: Any) -> None:
     out.print(f"served: {meta['recipe']}, refitted on snapshots {meta['train_first']} to {meta['train_last']} (tested version trained to {meta['tested_train_last']})")
     status = "[green]champion[/]" if result.promoted else "[yellow]challenger[/]"
     out.print(f"model {settings.model_name} version {result.version} is {status}: {result.reason}")
+    if result.groups is not None:
+        _print_groups(result.groups)
     out.print(f"MLflow run {result.run_id} in {settings.tracking_uri}")
+
+
+def _print_groups(groups: Any) -> None:
+    periods = groups.periods
+    table = Table(title=f"partial churn (a product group a customer buys regularly stops), test date {periods['test_max']}; served: {groups.chosen}")
+    for col in ("method", "rows", "stop rate", "ROC-AUC", "PR-AUC"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for _, r in groups.comparison.iterrows():
+        subset = "" if r["subset"] == "all" else " (customers who kept ordering)"
+        table.add_row(f"{r['method']}{subset}", f"{r['rows']:,}", f"{r['stop_rate']:.3f}", f"{r['roc_auc']:.3f}", f"{r['pr_auc']:.3f}")
+    out.print(table)
 
 
 @app.command()
@@ -406,6 +419,7 @@ def demo(
         f"\nDone in {time.perf_counter() - started:.0f} s.\n"
         f"  data:          {settings.data}\n"
         f"  risk list:     {risk_file} (and table risk_scores in the store)\n"
+        f"  groups:        {risk_file.with_name('risk_list_groups.csv')} (product groups at risk; table group_risk_scores)\n"
         f"  MLflow:        .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000\n"
         f"  model:         models:/{settings.model_name}@champion\n"
         f"  service+page:  CHURN_API_KEY=change-me .venv/bin/churn serve  ->  http://127.0.0.1:3000/ui"

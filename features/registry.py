@@ -170,6 +170,22 @@ _SPECS: tuple[FeatureSpec, ...] = (
 )
 
 FEATURES: dict[str, FeatureSpec] = {spec.name: spec for spec in _SPECS}
+
+_GROUP_SPECS: tuple[FeatureSpec, ...] = (
+    # partial churn: one row per customer and product group it buys regularly (features.group_risk)
+    _f("group_days_since_last", "lines", "days since the customer last bought this product group", "order_lines"),
+    _f("group_overdue_ratio", "lines", "how late the next purchase of this group is against the customer's own rhythm for it", "order_lines"),
+    _f("group_quarters_bought", "lines", "quarters of the last four in which the customer bought this group", "order_lines"),
+    _f("group_order_days_365d", "lines", "days in the last 365 on which the customer bought this group", "order_lines"),
+    _f("group_share_365d", "lines", "this group's share of the customer's spend over the last 365 days", "order_lines"),
+    _f("group_revenue_trend_90d", "lines", "change in spend on this group, last 90 days against the 90 days before", "order_lines"),
+    _f("group_products_90d", "lines", "distinct products of this group bought in the last 90 days", "order_lines"),
+    _f("customer_days_since_last_order", "lines", "days since the customer's last order of anything", "order_lines"),
+    _f("customer_regular_groups", "lines", "product groups the customer buys regularly", "order_lines"),
+)
+GROUP_FEATURES: tuple[str, ...] = tuple(s.name for s in _GROUP_SPECS)
+"""The features of a partial-churn row (a customer and a product group it buys regularly), with their meanings in :data:`GROUP_FEATURE_SPECS`."""
+GROUP_FEATURE_SPECS: dict[str, FeatureSpec] = {spec.name: spec for spec in _GROUP_SPECS}
 CATEGORICAL: tuple[str, ...] = tuple(s.name for s in _SPECS if s.kind == "categorical")
 NUMERIC: tuple[str, ...] = tuple(s.name for s in _SPECS if s.kind == "numeric")
 

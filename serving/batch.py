@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from serving.groups import GROUP_RISK_SCORES, GROUP_RISK_TYPES, export_path, score_groups, stamped
 from serving.playbook import PlannedAction
 from serving.schemas import CustomerRisk
 from serving.scoring import ScoredSnapshot, Scorer, actions_json, reasons_json, with_capacity_bands
@@ -144,7 +145,7 @@ def score_all(
     from features.dataset import DataError, data_end_date, open_dataset
     from features.snapshot import build_snapshot
     from serving.playbook import load_playbook, registry_groups
-    from training.register import load_model
+    from training.register import load_group_model, load_model
 
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
@@ -160,11 +161,13 @@ def score_all(
 
     if as_of is not None and as_of > (end := data_end_date(settings.data)):
         raise DataError(f"as-of date {as_of} is after the end of the data ({end}): nothing is known about it yet")
+    group_model = load_group_model(settings.tracking_uri, loaded.run_id)
     data = open_dataset(settings.data, validate=False, cut_at=as_of)
     try:
         day = as_of or data.end_date()
         say(f"building the snapshot as of {day}")
         snapshot = build_snapshot(data, day, settings.active_days)
+        groups = score_groups(group_model, data, day, settings.active_days) if group_model is not None and data.has("order_lines") else None
     finally:
         _close(data.con)
     if snapshot.empty:
@@ -181,8 +184,20 @@ def score_all(
     if out is not None:
         path = write_export(export, out)
         say(f"risk list written to {path}")
+    if groups is not None:
+        _write_groups(settings.data, groups, frame, out, say)
     say(f"done in {time.perf_counter() - started:.1f} s")
     return export
+
+
+def _write_groups(location: str, groups: pd.DataFrame, frame: pd.DataFrame, out: str | Path | None, say: Progress) -> None:
+    """Append the product groups at risk with the customer run's stamp, and export them beside ``out``."""
+    first = frame.iloc[0]
+    rows = stamped(groups, scored_at=first["scored_at"], as_of=first["as_of"], model_name=first["model_name"], model_version=first["model_version"])
+    append_rows(location, GROUP_RISK_SCORES, _typed(rows, GROUP_RISK_TYPES), GROUP_RISK_TYPES)
+    say(f"{len(rows):,} product groups at risk appended to {GROUP_RISK_SCORES}")
+    if out is not None:
+        say(f"product groups at risk written to {write_export(groups, export_path(out))}")
 
 
 def risk_scores_frame(
@@ -252,9 +267,9 @@ def risk_scores_frame(
     return _typed(frame)
 
 
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+def _typed(frame: pd.DataFrame, types: dict[str, str] = RISK_SCORE_TYPES) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index)
-    for col, kind in RISK_SCORE_TYPES.items():
+    for col, kind in types.items():
         values = frame[col] if col in frame.columns else pd.Series([None] * len(frame), index=frame.index)
         if kind == "timestamp":
             out[col] = pd.to_datetime(values).astype("datetime64[us]")
@@ -329,12 +344,6 @@ def _close(con: Any) -> None:
         pass
 
 
-def _ibis_schema() -> ibis.Schema:
-    import ibis
-
-    return ibis.schema(RISK_SCORE_TYPES)
-
-
 def _connect(location: str, *, read_only: bool) -> ibis.BaseBackend:
     """A connection to the store, waiting a while for a DuckDB file another process holds."""
     import duckdb
@@ -358,40 +367,53 @@ def write_risk_scores(location: str | Path, frame: pd.DataFrame) -> None:
         location: the dataset location (folder, .duckdb file or postgresql:// URL).
         frame: rows from :func:`risk_scores_frame`.
     """
+    append_rows(location, RISK_SCORES, _typed(frame), RISK_SCORE_TYPES)
+
+
+def append_rows(location: str | Path, name: str, frame: pd.DataFrame, types: dict[str, str]) -> None:
+    """Append rows to a table of the store with the columns ``types`` (created on first use; a folder keeps ``<name>.parquet``).
+
+    Args:
+        location: the dataset location (folder, .duckdb file or postgresql:// URL).
+        name: the table (our own constant).
+        frame: rows with exactly the ``types`` columns.
+        types: column to its kind (columns added later come last: an older table gains them).
+    """
+    import ibis
+
     from features.dataset import location_kind
 
-    frame = _typed(frame)
     if location_kind(location) == "folder":
-        _append_parquet(Path(location) / FOLDER_FILE, frame)
+        _append_parquet(Path(location) / f"{name}.parquet", frame, types)
         return
     con = _connect(str(location), read_only=False)
     try:
-        if RISK_SCORES not in con.list_tables():
-            con.create_table(RISK_SCORES, schema=_ibis_schema())
+        if name not in con.list_tables():
+            con.create_table(name, schema=ibis.schema(types))
         else:
-            _add_new_columns(con, location, list(con.table(RISK_SCORES).columns))
-        con.insert(RISK_SCORES, frame)
+            _add_new_columns(con, location, name, types, list(con.table(name).columns))
+        con.insert(name, frame)
     finally:
         _close(con)
 
 
-def _add_new_columns(con: ibis.BaseBackend, location: str | Path, have: list[str]) -> None:
-    """Give a ``risk_scores`` table written by an earlier version the columns added since (empty for its old runs).
+def _add_new_columns(con: ibis.BaseBackend, location: str | Path, name: str, types: dict[str, str], have: list[str]) -> None:
+    """Give a table written by an earlier version the columns added since (empty for its old runs).
 
     Raises:
         ScoringError: the table's columns are not an earlier version's (not a prefix of today's).
     """
-    wanted = list(RISK_SCORE_TYPES)
+    wanted = list(types)
     if have == wanted:
         return
     if have != wanted[: len(have)]:
-        raise ScoringError(f"the {RISK_SCORES} table in {location} has the columns {have}, not {wanted}: rename it to keep its history, and score again")
+        raise ScoringError(f"the {name} table in {location} has the columns {have}, not {wanted}: rename it to keep its history, and score again")
     sql = {"string": "TEXT", "float64": "DOUBLE PRECISION", "boolean": "BOOLEAN", "date": "DATE", "int64": "BIGINT", "timestamp": "TIMESTAMP"}
     for column in wanted[len(have):]:
-        con.raw_sql(f"ALTER TABLE {RISK_SCORES} ADD COLUMN {column} {sql[RISK_SCORE_TYPES[column]]}")  # our own constant names
+        con.raw_sql(f"ALTER TABLE {name} ADD COLUMN {column} {sql[types[column]]}")  # our own constant names
 
 
-def _arrow_schema() -> Any:
+def _arrow_schema(types: dict[str, str]) -> Any:
     import pyarrow as pa
 
     kinds = {
@@ -402,14 +424,14 @@ def _arrow_schema() -> Any:
         "int64": pa.int64(),
         "boolean": pa.bool_(),
     }
-    return pa.schema([(col, kinds[kind]) for col, kind in RISK_SCORE_TYPES.items()])
+    return pa.schema([(col, kinds[kind]) for col, kind in types.items()])
 
 
-def _append_parquet(path: Path, frame: pd.DataFrame) -> None:
+def _append_parquet(path: Path, frame: pd.DataFrame, types: dict[str, str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = _arrow_schema()
+    schema = _arrow_schema(types)
     new = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     if path.exists():
         old = pq.read_table(path)

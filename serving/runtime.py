@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from serving.groups import GroupList, score_groups
 from serving.playbook import PlannedAction, Playbook, load_playbook, registry_groups
 from serving.schemas import (
     CustomerError,
@@ -48,6 +49,7 @@ from serving.scoring import (
 if TYPE_CHECKING:
     from churn.settings import Settings
     from serving.batch import RunStamp
+    from training.model import ChurnModel
 
 logger = logging.getLogger("churn.serving")
 
@@ -81,12 +83,16 @@ class ServingState:
         snapshot: the features as of the latest data, encoded and scored.
         data_fingerprint: the data's fingerprint when the snapshot was built.
         loaded_at: when this state was published.
+        group_model: the champion run's partial-churn model, if it has one.
+        groups: the product groups at risk as of the snapshot's date (with a group model and order lines).
     """
 
     scorer: Scorer
     snapshot: ScoredSnapshot
     data_fingerprint: str | None
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    group_model: ChurnModel | None = None
+    groups: GroupList | None = None
 
 
 @dataclass(frozen=True)
@@ -241,7 +247,7 @@ class Runtime:
     def _publish(self, current: ServingState | None, *, load_new_model: bool, signature: tuple[Any, ...] | None) -> bool:
         from features.dataset import open_dataset
         from features.snapshot import build_snapshot
-        from training.register import load_model
+        from training.register import load_group_model, load_model
 
         started = time.perf_counter()
         if load_new_model or current is None:
@@ -249,8 +255,9 @@ class Runtime:
             scorer = Scorer(
                 loaded, self.playbook, risk_high=self.settings.risk_high, risk_medium=self.settings.risk_medium, stage_rule=self.settings.stage_rule()
             )
+            group_model = load_group_model(self.settings.tracking_uri, loaded.run_id)
         else:
-            scorer = current.scorer
+            scorer, group_model = current.scorer, current.group_model
         data = _quiet(open_dataset(self.settings.data, validate=False))
         try:
             fingerprint = data.fingerprint()
@@ -260,12 +267,13 @@ class Runtime:
                 self._data_signature = signature
                 return False
             frame = current.snapshot.frame if same_data and current is not None else build_snapshot(data, as_of, self.settings.active_days)
+            groups = GroupList(score_groups(group_model, data, as_of, self.settings.active_days)) if group_model is not None and data.has("order_lines") else None
         finally:
             _close(data.con)
         if self.settings.capacity_per_manager_week is not None:
             scorer = with_capacity_bands(scorer, frame, per_manager_week=self.settings.capacity_per_manager_week, horizon_days=self.settings.horizon_days)
         snapshot = ScoredSnapshot.build(scorer, frame, as_of)
-        self._state = ServingState(scorer=scorer, snapshot=snapshot, data_fingerprint=fingerprint)
+        self._state = ServingState(scorer=scorer, snapshot=snapshot, data_fingerprint=fingerprint, group_model=group_model, groups=groups)
         self._data_signature = signature
         with self._cache_lock:
             self._cache.clear()
@@ -395,6 +403,8 @@ class Runtime:
                 at_risk_bands=self.playbook.act_on_bands,
             )
             for i, answer in zip(slots, snapshot.answers(scorer, positions, explain), strict=True):
+                if state.groups is not None and snapshot is state.snapshot:
+                    answer.groups_at_risk = state.groups.of(answer.customer_id)
                 results[i] = answer
 
         as_of = snapshot.as_of if by_id else (request.as_of or snapshot.as_of)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from serving.groups import GROUP_VALUE_DEFINITION, GroupRisk
 from serving.playbook import PlannedAction
 
 RiskBand = Literal["high", "medium", "low"]
@@ -149,6 +150,10 @@ class CustomerRisk(BaseModel):
     explained: bool = Field(default=False, description="Whether reasons were computed for this customer.")
     reasons: list[Reason] = Field(default_factory=list, description="Top drivers of the risk, strongest first.")
     actions: list[PlannedAction] = Field(default_factory=list, description="Win-back actions, strongest driver first.")
+    groups_at_risk: list[GroupRisk] = Field(
+        default_factory=list,
+        description=f"The product groups the customer buys regularly, largest value at risk first (value at risk = {GROUP_VALUE_DEFINITION}); empty without order lines.",
+    )
 
 
 class CustomerError(BaseModel):

@@ -190,6 +190,10 @@ def test_risk_list_tier_a_csv_and_customer_match_predict(page, service: ServiceP
     assert all(a["due_by"] in d for a, d in zip(answer["actions"], deadlines, strict=True))
     assert f"{answer['churn_probability']:.1%}" in page.locator("#customer-kpis").inner_text()
     assert page.locator("#orders tbody tr").count() >= 1
+    groups = page.locator("#groups tbody tr").all_inner_texts()
+    assert answer["groups_at_risk"], "a key account of the sample company buys product groups regularly"
+    assert [g.split("\t")[0] for g in groups] == [g["product_group"] for g in answer["groups_at_risk"]]
+    assert f"{answer['groups_at_risk'][0]['probability']:.1%}" in groups[0]
     page.screenshot(path=output / "customer.png", full_page=True)
     assert not page.problems, page.problems
 

@@ -43,6 +43,23 @@ def test_score_all_ranks_every_active_customer_and_exports(store: TrainedStore, 
     assert ranked.loc[ranked["risk_band"] == "low", "first_action"].isna().all()
 
 
+def test_the_product_groups_at_risk_are_stored_and_exported_with_the_run(store: TrainedStore, tmp_path: Path) -> None:
+    own = store.copy(tmp_path / "db")
+    ranked = score_all(_settings(store, own.data), out=tmp_path / "risk.csv", explain_top=5)
+    exported = pd.read_csv(tmp_path / "risk_groups.csv")
+    assert list(exported.columns) == ["rank", "customer_id", "product_group", "probability", "group_revenue_12m", "value_at_risk", "days_since_bought"]
+    assert len(exported) > len(ranked), "customers buy several product groups regularly"
+    assert set(exported["customer_id"]) <= set(ranked["customer_id"].astype(str))
+    assert not exported.duplicated(["customer_id", "product_group"]).any()
+    assert exported["probability"].between(0, 1).all()
+    assert exported["value_at_risk"].to_numpy() == pytest.approx((exported["probability"] * exported["group_revenue_12m"].clip(lower=0)).to_numpy(), rel=1e-4)  # 6 digits in the CSV
+    assert exported["value_at_risk"].is_monotonic_decreasing
+    with duckdb.connect(str(own.data), read_only=True) as con:
+        stored = con.execute("SELECT count(*), count(DISTINCT scored_at), min(model_version), min(as_of) FROM group_risk_scores").fetchone()
+    assert stored[0] == len(exported) and stored[1] == 1 and stored[2] == "1"
+    assert str(stored[3]) == str(ranked["as_of"].iloc[0])
+
+
 def test_runs_are_appended_never_overwritten(store: TrainedStore, tmp_path: Path) -> None:
     own = store.copy(tmp_path / "db")
     settings = _settings(store, own.data)

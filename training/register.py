@@ -25,6 +25,7 @@ from sklearn.metrics import average_precision_score
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import mlflow
+import mlflow.artifacts
 import mlflow.pyfunc
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -38,6 +39,8 @@ from training.model import ChurnModel
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"
+GROUP_RISK_ARTIFACT = "group_risk"
+"""The run's folder of the partial-churn model (``model/``) and its test comparison."""
 REASON_TAG = "promotion_reason"
 
 
@@ -388,6 +391,26 @@ def apply_promotion(client: MlflowClient, name: str, version: str, decision: Pro
     client.set_registered_model_alias(name, decision.alias, version)
     client.set_model_version_tag(name, version, REASON_TAG, decision.reason)
     client.set_model_version_tag(name, version, "role", decision.alias)
+
+
+def load_group_model(tracking_uri: str, run_id: str) -> ChurnModel | None:
+    """The partial-churn model a training run logged beside its customer model, if it logged one.
+
+    Args:
+        tracking_uri: the MLflow tracking URI.
+        run_id: the training run (:attr:`LoadedModel.run_id`).
+
+    Returns:
+        The group model, or None when the run has none (data without order lines, or an older run).
+    """
+    if not run_id:
+        return None
+    with tracking(tracking_uri) as client:
+        if not any(f.path == GROUP_RISK_ARTIFACT for f in client.list_artifacts(run_id)):
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{GROUP_RISK_ARTIFACT}/model", dst_path=tmp)
+            return ChurnModel.load(Path(folder))
 
 
 def load_model(tracking_uri: str, name: str, alias: str = CHAMPION) -> LoadedModel:

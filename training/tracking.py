@@ -23,10 +23,11 @@ import mlflow
 from churn.settings import PROJECT_ROOT, default_tracking_uri
 from training import evaluate as ev
 from training.dataset import LABEL
-from training.register import Promotion, apply_promotion, decide_promotion, ensure_experiment, log_churn_model, register, tracking
+from training.register import GROUP_RISK_ARTIFACT, Promotion, apply_promotion, decide_promotion, ensure_experiment, log_churn_model, register, tracking
 
 if TYPE_CHECKING:
     from training.backtest import BacktestConfig, BacktestResult
+    from training.partial import GroupRiskResult
     from training.train import Fitted
 
 IMPORTANCE_ROWS = 3_000
@@ -100,6 +101,25 @@ def log_training_run(
         for key, value in (("promotion", decision.alias), ("promotion_reason", decision.reason), ("model_version", version)):
             client.set_tag(run.info.run_id, key, value)
     return Logged(run.info.run_id, experiment, version, decision, tracking_uri)
+
+
+def log_group_risk(run_id: str, groups: GroupRiskResult, *, tracking_uri: str) -> None:
+    """Add the partial-churn model to a training run: its test figures, periods, comparison and the served model.
+
+    Args:
+        run_id: the training run (the served customer model's).
+        groups: from :func:`training.partial.fit_group_risk`.
+        tracking_uri: the store.
+    """
+    with tracking(tracking_uri), mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics({metric_key(k): v for k, v in groups.metrics().items()})
+        mlflow.log_params({"groups_served": groups.chosen} | {f"groups_{k}": v for k, v in groups.periods.items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            groups.comparison.to_csv(folder / "comparison.csv", index=False)
+            mlflow.log_artifact(str(folder / "comparison.csv"), artifact_path=GROUP_RISK_ARTIFACT)
+            groups.served.save(folder / "model")
+            mlflow.log_artifacts(str(folder / "model"), artifact_path=f"{GROUP_RISK_ARTIFACT}/model")
 
 
 def run_params(fitted: Fitted, profit: ev.ProfitParams, trials: int, timeout_s: float | None) -> dict[str, Any]:

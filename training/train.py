@@ -10,6 +10,9 @@
    and the margin over the best baseline, with its interval.
 4. The served model is the same recipe refitted on every matured snapshot, calibrated on the test
    period (the latest matured one) by the tested model's forward margins.
+5. With order lines, the partial-churn model (:mod:`training.partial`: which product groups a
+   customer buys regularly are about to stop) is chosen, tested and refitted the same way, and
+   logged to the same run.
 
 :func:`fit_frame` does all that without side effects; :func:`train_frame` logs it to MLflow,
 registers the served model and decides champion or challenger; :func:`train` starts from a CRM
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from features.dataset import DataError
+from features.group_risk import build_group_training_set
 from features.registry import CATEGORICAL, FEATURE_SET_VERSION, model_features
 from features.snapshot import build_training_set
 from features.stage import StageRule
@@ -35,7 +39,8 @@ from training import evaluate as ev
 from training.candidates import BASELINES, Context, Recipe, Selection, build_model, fit_recipe, select
 from training.dataset import LABEL, SplitConfig, TimeSplit, matured, split_for_training
 from training.model import ChurnModel, PlattCalibrator, category_lists
-from training.tracking import log_training_run
+from training.partial import GroupRiskResult, fit_group_risk
+from training.tracking import log_group_risk, log_training_run
 
 if TYPE_CHECKING:
     from features.dataset import CRMDataset
@@ -87,6 +92,7 @@ class TrainResult:
         fitted: everything the run built (models, split, selection, test figures).
         tracking_uri: where the run was logged.
         seconds: wall time of the run.
+        groups: the partial-churn model (product groups at risk), when the data has order lines.
     """
 
     run_id: str
@@ -98,6 +104,7 @@ class TrainResult:
     fitted: Fitted
     tracking_uri: str
     seconds: float = 0.0
+    groups: GroupRiskResult | None = None
 
     @property
     def model(self) -> ChurnModel:
@@ -179,7 +186,7 @@ def train(
     known = data.cut(end) if as_of is not None else data
     frame = labelled_snapshots(known, horizon_days=horizon_days, as_of=as_of, active_days=active_days, progress=say)
     features = [f for f in model_features(known) if f not in set(exclude)]
-    return train_frame(
+    result = train_frame(
         frame,
         feature_names=features,
         categorical=categorical_of(features),
@@ -201,6 +208,38 @@ def train(
         profit=profit,
         stage_rule=stage_rule,
     )
+    if not known.has("order_lines"):
+        return result
+    groups = train_group_risk(known, horizon_days=horizon_days, as_of=as_of, active_days=active_days, seed=seed, progress=say)
+    if groups is not None:
+        log_group_risk(result.run_id, groups, tracking_uri=result.tracking_uri)
+    return replace(result, groups=groups)
+
+
+def train_group_risk(known: CRMDataset, *, horizon_days: int, as_of: date | None, active_days: int, seed: int, progress: Progress) -> GroupRiskResult | None:
+    """The partial-churn model (a regularly bought product group stopping), or None when the lines cannot feed one.
+
+    Args:
+        known: the dataset (already cut at ``as_of``), with order lines.
+        horizon_days: the label horizon.
+        as_of: the training date, or None for the end of the data.
+        active_days: the activity window.
+        seed: LightGBM's seed.
+        progress: one-line status messages.
+
+    Returns:
+        The fitted and tested model, or None (the reason is said through ``progress``).
+    """
+    progress("partial churn: labelled rows of the product groups each customer buys regularly")
+    try:
+        rows = build_group_training_set(known, horizon_days, as_of=as_of, active_days=active_days)
+        groups = fit_group_risk(rows, horizon_days=horizon_days, seed=seed, as_of=as_of or known.end_date())
+    except DataError as err:
+        progress(f"partial churn skipped: {err}")
+        return None
+    best = groups.comparison[groups.comparison["subset"] == "all"].set_index("method")["roc_auc"].to_dict()
+    progress(f"partial churn: serving {groups.chosen} (test ROC-AUC " + ", ".join(f"{m} {v:.3f}" for m, v in best.items()) + ")")
+    return groups
 
 
 def labelled_snapshots(known: CRMDataset, *, horizon_days: int, as_of: date | None, active_days: int, progress: Progress) -> pd.DataFrame:

@@ -410,6 +410,14 @@
       el("td", { class: "deadline" }, deadline(a, asOf)),
     )) : [el("tr", {}, el("td", { colspan: "3", class: "empty" }, "No action needed at this risk level."))]));
 
+    fillTable($("#groups"), [
+      { label: "Product group", value: (g) => g.product_group },
+      { label: "Chance it stops", num: true, value: (g) => fmtPct(g.probability) },
+      { label: "Bought, 12 months", num: true, value: (g) => fmtMoney(g.group_revenue_12m) },
+      { label: "Value at risk", num: true, value: (g) => fmtMoney(g.value_at_risk) },
+      { label: "Last bought", num: true, value: (g) => days(Math.round(g.days_since_bought)) + " ago" },
+    ], p.groups_at_risk || [], "No product group bought regularly (or no order lines in the data).");
+
     const tot = detail.totals || {};
     $("#orders-title").textContent = `Recent orders (${count.format(tot.orders || 0)} in all, the last on ${fmtDate(tot.last_order)})`;
     $("#complaints-title").textContent = tot.open_complaints != null
