@@ -59,7 +59,8 @@ def backtest_command(
         name = outcomes.name()
     finally:
         outcomes.close()
-    for path, frame in ((out_file, result.table), (scores_file, result.scores)):
+    ablation_file = out_file.with_name(f"{out_file.stem}_ablation.csv") if out_file is not None and not result.ablation.empty else None
+    for path, frame in ((out_file, result.table), (scores_file, result.scores), (ablation_file, result.ablation)):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             frame.to_csv(path, index=False)
@@ -87,9 +88,11 @@ def _print(result: BacktestResult) -> None:
         summary.add_row(r["subset"], r["metric"], f"{r['wins']}/{r['dates']}", f"{r['mean_margin']:+.4f}", f"{r['low']:+.4f} to {r['high']:+.4f}")
     _out.print(summary)
     if not result.ablation.empty:
-        means = result.ablation.groupby("variant", sort=False)[[c for c in result.ablation.columns if c.endswith(("_roc_auc", "_pr_auc"))]].mean()
+        figures = [c for c in result.ablation.columns if c.endswith(("_roc_auc", "_pr_auc"))]
+        _out.print("ablation (the model per date and variant):")
+        _out.print(result.ablation.set_index(["as_of", "variant"])[figures].round(4).to_string())
         _out.print("ablation (the model's mean over the dates):")
-        _out.print(means.round(4).to_string())
+        _out.print(result.ablation.groupby("variant", sort=False)[figures].mean().round(4).to_string())
     if not result.lead_times.empty:
         lead = Table(title=f"lead time: days from the first warning to a lost customer's last order ({int(result.lead_times['lost'].iloc[0]):,} lost customers on a retain list)")
         for col in ("list", "method", "flagged", "median lead (days)", "quartiles", "precision", "customer-dates flagged"):
