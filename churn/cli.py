@@ -328,6 +328,10 @@ def score(
     _print_risk_list(frame, f"{len(frame):,} customers scored in {time.perf_counter() - started:.1f} s")
 
 
+def _shown(value: Any, missing: str) -> str:
+    return missing if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
 def _print_risk_list(frame: Any, title: str, rows: int = 10) -> None:
     table = Table(title=title, expand=False)
     table.add_column("customer")
@@ -345,7 +349,7 @@ def _print_risk_list(frame: Any, title: str, rows: int = 10) -> None:
             f"{r['tier']} / {r['pyramid']}",
             str(r["stage"]).replace("_", " ") + (" (let go?)" if r["let_go"] else ""),
             f"{r['value_at_risk']:,.0f}",
-            f"{r['top_reason']}\n[dim]-> {r['first_action']}[/]",
+            f"{_shown(r['top_reason'], '')}\n[dim]-> {_shown(r['first_action'], 'no action at this risk level')}[/]",
         )
     out.print(table)
 
@@ -414,7 +418,9 @@ def demo(
     ds.close()
     risk_file = data_path.parent / "risk_list.csv"
     frame = score_all(settings, out=risk_file)
-    _print_risk_list(frame, f"3. risk list: {len(frame):,} active customers scored, top 10 by value at risk")
+    keep, quiet = frame[frame["stage"] == "retain"], frame[frame["stage"] == "win_back"]
+    _print_risk_list(keep, f"3. risk list: {len(frame):,} active customers scored; at risk, still buying ({len(keep):,}): top 10 by value at risk")
+    _print_risk_list(quiet, f"   win back, gone quiet ({len(quiet):,}): top 5 by value worth recovering", rows=5)
     out.print(
         f"\nDone in {time.perf_counter() - started:.0f} s.\n"
         f"  data:          {settings.data}\n"
