@@ -28,7 +28,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from features.dataset import CRMDataset
-from features.registry import FEATURES, PointInTime, attach, days_between, model_features, ratio
+from features.registry import FEATURES, PointInTime, attach, days_between, model_features, ratio, settled
 
 REGULAR_QUARTERS = 2
 """A group bought in at least this many of the three quarters [T - 360, T - 90) is one the customer buys regularly."""
@@ -123,8 +123,8 @@ def _basket_mix(bought: ir.Table, at: PointInTime) -> ir.Table:
     return mix.select(
         "customer_id",
         "regular_groups_lapsed_90d",
-        group_share_shift_90d=(mix.moved * 0.5).cast(dt.float64),
-        regular_groups_share_90d=share,
+        group_share_shift_90d=settled(mix.moved * 0.5),
+        regular_groups_share_90d=settled(share),
     )
 
 
@@ -164,7 +164,7 @@ def _product_profile(bought: ir.Table, gaps: ir.Table, at: PointInTime) -> ir.Ta
         quantity_per_line_365d=year.quantity.abs().median().cast(dt.float64),
         unit_price_365d=ratio(year.amount, year.quantity.abs()).median().cast(dt.float64),
         product_reach_365d=year.buyers.median().cast(dt.float64),
-        product_reorder_rate_365d=ratio((year.amount * year.reorder_rate).sum(where=rated), year.amount.sum(where=rated)),
+        product_reorder_rate_365d=settled(ratio((year.amount * year.reorder_rate).sum(where=rated), year.amount.sum(where=rated))),
     )
 
 

@@ -290,6 +290,26 @@ def days_between(start: ir.DateValue, end: ir.DateValue) -> ir.FloatingValue:
     return end.delta(start, unit="day").cast(dt.float64)
 
 
+SETTLED_DIGITS = 12
+"""Decimal places kept of a feature that sums floats: the engines add in parallel, in no fixed order."""
+
+
+def settled(value: ir.NumericValue) -> ir.FloatingValue:
+    """``value`` rounded to :data:`SETTLED_DIGITS` places, so that a float sum reads the same on every run.
+
+    A parallel sum of floats differs in its last bits from run to run; two customers with the same
+    share then get values a hair apart, and LightGBM bins them apart, so the same data would train
+    another model.
+
+    Args:
+        value: a float sum or a quotient of float sums.
+
+    Returns:
+        The rounded float.
+    """
+    return value.cast(dt.float64).round(SETTLED_DIGITS).cast(dt.float64)
+
+
 def ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:
     """``numerator / denominator``, missing when the denominator is zero or missing.
 

@@ -90,7 +90,11 @@ def test_rows_dated_on_or_after_t_change_no_score_at_t(sample: dict[str, pd.Data
     changed = {name: frame.copy() for name, frame in sample.items()}
     orders = changed["orders"]
     later = pd.to_datetime(orders["order_date"]) >= pd.Timestamp(t)
-    orders.loc[later, "amount"] = orders.loc[later, "amount"].to_numpy()[::-1] * 3
+    orders.loc[later, "amount"] *= 3
+    lines = changed["order_lines"]
+    later_lines = lines["order_id"].isin(orders.loc[later, "order_id"])
+    lines.loc[later_lines, "amount"] *= 3
+    lines.loc[later_lines, "product_id"] = lines.loc[later_lines, "product_id"].to_numpy()[::-1]
     store = tmp_path / "changed.duckdb"
     write_dataset(store, changed)
     outcomes = open_dataset(store)
