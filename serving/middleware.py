@@ -1,15 +1,22 @@
-"""ASGI middlewares of the service: the API key check and JSON-only request bodies.
+"""ASGI middlewares of the service: the API key check, JSON-only request bodies, metrics by route.
 
 The key is required on every path but the health and metrics endpoints, as
 ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; a missing or wrong key gets a 401.
+``/metrics`` is labelled by route template (``/ui/api/customers/{customer_id}``), never by the
+raw path, and every path no route serves shares the label ``unmatched``: the open endpoint shows
+no customer id and does not grow with random paths.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+import re
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, ClassVar
+
+from bentoml._internal.server.http import instruments
+from starlette.routing import BaseRoute, Match, Mount
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -17,6 +24,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+UNMATCHED = "unmatched"
+RAW_PATH = "churn.raw_path"
 UNAUTHORIZED = "missing or wrong API key: send the header 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 
 
@@ -127,3 +136,64 @@ def _settings_key() -> str | None:
     from churn.settings import load_settings
 
     return load_settings().resolved_api_key()
+
+
+def route_template(routes: list[BaseRoute], scope: Scope) -> str | None:
+    """The template of the route that serves a request (``/ui/api/customers/{customer_id}``).
+
+    Args:
+        routes: the app's routes (mounts are followed into their own routes).
+        scope: the request's ASGI scope.
+
+    Returns:
+        The template, or None when no route serves the path (a wrong method still names its route).
+    """
+    for route in routes:
+        match, child = route.matches(scope)
+        if match == Match.NONE:
+            continue
+        if isinstance(route, Mount):
+            if not route.routes:
+                return route.path + "/{path}"
+            inner = route_template(route.routes, {**scope, **child})
+            if inner is not None:
+                return route.path + inner
+            continue
+        return re.sub(r"\{(\w+):\w+\}", r"{\1}", str(getattr(route, "path", UNMATCHED)))
+    return None
+
+
+class _RestorePath:
+    """Give the inner app the request's own path back (the metrics middleware saw the template)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if RAW_PATH in scope:
+            scope = {k: v for k, v in scope.items() if k != RAW_PATH} | {"path": scope[RAW_PATH]}
+        await self.app(scope, receive, send)
+
+
+class RouteLabelledMetrics(instruments.RunnerTrafficMetricsMiddleware):
+    """BentoML's request metrics with the route template as the ``endpoint`` label.
+
+    BentoML labels by ``scope["path"]``: one series per customer id looked up and per random path
+    tried. This middleware shows it the template instead (``unmatched`` when no route serves the
+    path) and hands the real path on to the app.
+    """
+
+    def __init__(self, app: ASGIApp, namespace: str = "bentoml_runner", skip_paths: Sequence[str] = ("/metrics", "/healthz", "/livez", "/readyz")) -> None:
+        super().__init__(_RestorePath(app), namespace=namespace, skip_paths=skip_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        router = scope.get("app")
+        if scope["type"] == "http" and router is not None:
+            template = route_template(list(getattr(router, "routes", [])), scope) or UNMATCHED
+            scope = {**scope, "path": template, RAW_PATH: scope["path"]}
+        await super().__call__(scope, receive, send)
+
+
+def label_metrics_by_route() -> None:
+    """Make the service's app use :class:`RouteLabelledMetrics` (BentoML imports the class when it builds the app)."""
+    instruments.RunnerTrafficMetricsMiddleware = RouteLabelledMetrics  # type: ignore[misc]

@@ -26,12 +26,13 @@ from typing import Any, Literal
 import bentoml
 from starlette.responses import JSONResponse
 
-from serving.middleware import ApiKeyMiddleware, JsonBodyMiddleware
+from serving.middleware import ApiKeyMiddleware, JsonBodyMiddleware, label_metrics_by_route
 from serving.page import page_app
 from serving.runtime import NotReady, RequestError, Runtime, StartupError, check_startup
 from serving.schemas import CustomerIn, PredictRequest, PredictResponse, RiskListRequest, RiskListResponse
 
 logger = logging.getLogger("churn.serving")
+label_metrics_by_route()
 
 
 def _error(status: int, message: str, loc: list[str | int] | None = None, kind: str = "value_error") -> JSONResponse:

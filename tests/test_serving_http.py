@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +67,22 @@ def _problem(answer: httpx.Response, status: int = 400) -> list:
 def test_health_and_metrics_need_no_key(service: ServiceProcess) -> None:
     for path in ("/healthz", "/livez", "/readyz", "/metrics"):
         assert httpx.get(f"{service.url}{path}", timeout=10).status_code == 200, path
+
+
+def test_metrics_are_labelled_by_route_not_by_path(service: ServiceProcess, client: httpx.Client, everyone: dict) -> None:
+    cid = everyone["items"][0]["customer_id"]
+    assert client.get(f"/ui/api/customers/{cid}").status_code == 200
+    assert client.get("/ui/api/customers/SECRET-ID-77").status_code == 404
+    for _ in range(30):
+        assert httpx.get(f"{service.url}/probe-{uuid.uuid4().hex}", timeout=10).status_code in (401, 404)
+    before = httpx.get(f"{service.url}/metrics", timeout=10).text
+    for _ in range(30):
+        httpx.get(f"{service.url}/probe-{uuid.uuid4().hex}/x", timeout=10)
+    after = httpx.get(f"{service.url}/metrics", timeout=10).text
+    labels = set(re.findall(r'endpoint="([^"]*)"', after))
+    assert "/ui/api/customers/{customer_id}" in labels and "unmatched" in labels and "/risk_list" in labels
+    assert not any(cid in label or "SECRET" in label or "probe-" in label for label in labels), labels
+    assert set(re.findall(r'endpoint="([^"]*)"', before)) == labels, "random paths add no series"
 
 
 @pytest.mark.parametrize(
