@@ -50,7 +50,7 @@ def _stop_server(reason: str) -> None:
         cmdline = " ".join(psutil.Process(parent).cmdline())
     except Exception:  # noqa: BLE001 - without psutil, do not guess
         cmdline = ""
-    if "bentoml" in cmdline or "serving.server" in cmdline:
+    if "bentoml" in cmdline:
         os.kill(parent, signal.SIGTERM)
 
 

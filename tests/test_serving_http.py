@@ -385,9 +385,10 @@ def test_a_new_champion_is_served_without_a_restart(client: httpx.Client, store:
 def test_refuses_to_start_without_a_champion(store: TrainedStore, tmp_path: Path) -> None:
     empty = TrainedStore(tmp_path, store.data, f"sqlite:///{(tmp_path / 'empty.db').as_posix()}", tmp_path / "artifacts")
     env = service_env(empty)
-    done = subprocess.run([sys.executable, "-m", "serving.server", "--port", "1"], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "churn.cli", "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=120)
+    said = " ".join(done.stderr.split())
     assert done.returncode == 2
-    assert "no champion model" in done.stderr and "churn train" in done.stderr and "churn demo" in done.stderr
+    assert "no champion model" in said and "churn train" in said and "churn demo" in said
 
     direct = ServiceProcess(env, tmp_path / "direct.log")
     try:
@@ -400,5 +401,5 @@ def test_refuses_to_start_without_a_champion(store: TrainedStore, tmp_path: Path
 def test_refuses_to_start_without_an_api_key(store: TrainedStore) -> None:
     env = service_env(store)
     del env["CHURN_API_KEY"]
-    done = subprocess.run([sys.executable, "-m", "serving.server", "--port", "1"], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "churn.cli", "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "CHURN_API_KEY" in done.stderr
