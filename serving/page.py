@@ -41,6 +41,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from features.dataset import CRMDataset
+from serving.store import StoreBusy, opened_store
 
 STATIC_DIR = Path(__file__).resolve().parent / "page" / "static"
 TIERS = ("A", "B", "C")
@@ -79,28 +80,6 @@ class PageContext:
     active_days: int
     authorized: Callable[[Request], bool]
     key: tuple[Any, ...] = field(default=())
-
-
-@contextmanager
-def opened_store(location: str) -> Iterator[CRMDataset]:
-    """The CRM store at ``location``, opened without validation for one read and closed afterwards.
-
-    Args:
-        location: a folder, a .duckdb file or a postgresql:// URL.
-
-    Yields:
-        The dataset.
-    """
-    from features.dataset import open_dataset
-
-    data = open_dataset(location, validate=False)
-    try:
-        yield data
-    finally:
-        try:
-            data.con.disconnect()
-        except Exception:  # noqa: BLE001 - closing is best effort
-            pass
 
 
 _HELD = threading.RLock()
@@ -519,7 +498,10 @@ def make_page_app(get_context: Callable[[], PageContext]) -> Starlette:
                     status_code=401,
                     headers={"WWW-Authenticate": 'Bearer realm="churn"'},
                 )
-            return await run_in_threadpool(handler, request, ctx)
+            try:
+                return await run_in_threadpool(handler, request, ctx)
+            except StoreBusy as err:
+                return JSONResponse({"error": str(err), "detail": []}, status_code=503, headers={"Retry-After": str(err.retry_after)})
 
         return endpoint
 
@@ -547,6 +529,8 @@ def make_page_app(get_context: Callable[[], PageContext]) -> Starlette:
 
     def customer(request: Request, ctx: PageContext) -> Response:
         customer_id = request.path_params["customer_id"]
+        if not customer_id.isprintable():
+            return JSONResponse({"error": f"customer id {customer_id!r} holds a control character: send the id as the CRM shows it", "detail": []}, status_code=400)
         with ctx.open_data() as data:
             found = customer_detail(data, customer_id, ctx.as_of)
         if found is None:

@@ -45,6 +45,7 @@ from serving.scoring import (
     encode_records,
     with_capacity_bands,
 )
+from serving.store import opened_store
 
 if TYPE_CHECKING:
     from churn.settings import Settings
@@ -245,7 +246,6 @@ class Runtime:
         return published
 
     def _publish(self, current: ServingState | None, *, load_new_model: bool, signature: tuple[Any, ...] | None) -> bool:
-        from features.dataset import open_dataset
         from features.snapshot import build_snapshot
         from training.register import load_group_model, load_model
 
@@ -258,8 +258,7 @@ class Runtime:
             group_model = load_group_model(self.settings.tracking_uri, loaded.run_id)
         else:
             scorer, group_model = current.scorer, current.group_model
-        data = _quiet(open_dataset(self.settings.data, validate=False))
-        try:
+        with opened_store(self.settings.data) as data:
             fingerprint = data.fingerprint()
             as_of = data.end_date()
             same_data = current is not None and fingerprint == current.data_fingerprint and current.snapshot.as_of == as_of
@@ -268,8 +267,6 @@ class Runtime:
                 return False
             frame = current.snapshot.frame if same_data and current is not None else build_snapshot(data, as_of, self.settings.active_days)
             groups = GroupList(score_groups(group_model, data, as_of, self.settings.active_days)) if group_model is not None and data.has("order_lines") else None
-        finally:
-            _close(data.con)
         if self.settings.capacity_per_manager_week is not None:
             scorer = with_capacity_bands(scorer, frame, per_manager_week=self.settings.capacity_per_manager_week, horizon_days=self.settings.horizon_days)
         snapshot = ScoredSnapshot.build(scorer, frame, as_of)
@@ -341,16 +338,12 @@ class Runtime:
             if cached is not None:
                 self._cache.move_to_end(key)
                 return cached
-            from features.dataset import open_dataset
             from features.snapshot import build_snapshot
 
-            data = _quiet(open_dataset(self.settings.data, validate=False))
-            try:
+            with opened_store(self.settings.data) as data:
                 if as_of <= data.start_date():
                     raise RequestError(["as_of"], f"as_of {as_of} is not after the first order ({data.start_date()}): there is no history to score")
                 frame = build_snapshot(data, as_of, self.settings.active_days)
-            finally:
-                _close(data.con)
             built = ScoredSnapshot.build(state.scorer, frame, as_of)
             self._cache[key] = built
             while len(self._cache) > SNAPSHOT_CACHE:
@@ -526,23 +519,6 @@ def _number(value: Any) -> float | None:
         return None
     number = float(value)
     return round(number, 2) if np.isfinite(number) else None
-
-
-def _quiet(data: Any) -> Any:
-    """Turn off DuckDB's progress bar (it would fill the server log); other engines are left alone."""
-    try:
-        if data.con.name == "duckdb":
-            data.con.raw_sql("SET enable_progress_bar = false")
-    except Exception:  # noqa: BLE001 - a cosmetic setting
-        pass
-    return data
-
-
-def _close(con: Any) -> None:
-    try:
-        con.disconnect()
-    except Exception:  # noqa: BLE001 - closing is best effort
-        pass
 
 
 def data_signature(location: str) -> tuple[Any, ...] | None:

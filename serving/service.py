@@ -30,14 +30,17 @@ from serving.middleware import ApiKeyMiddleware, JsonBodyMiddleware, label_metri
 from serving.page import page_app
 from serving.runtime import NotReady, RequestError, Runtime, StartupError, check_startup
 from serving.schemas import CustomerIn, PredictRequest, PredictResponse, RiskListRequest, RiskListResponse
+from serving.store import StoreBusy
 
 logger = logging.getLogger("churn.serving")
 label_metrics_by_route()
 
 
-def _error(status: int, message: str, loc: list[str | int] | None = None, kind: str = "value_error") -> JSONResponse:
+def _error(
+    status: int, message: str, loc: list[str | int] | None = None, kind: str = "value_error", headers: dict[str, str] | None = None
+) -> JSONResponse:
     detail = [{"type": kind, "loc": loc, "msg": message}] if loc is not None else []
-    return JSONResponse({"error": message, "detail": detail}, status_code=status)
+    return JSONResponse({"error": message, "detail": detail}, status_code=status, headers=headers)
 
 
 def _stop_server(reason: str) -> None:
@@ -121,6 +124,8 @@ class ChurnService:
             return _error(503, str(err))
         except StartupError as err:
             return _error(503, str(err))
+        except StoreBusy as err:
+            return _error(503, str(err), headers={"Retry-After": str(err.retry_after)})
 
 
 # mypy does not apply class decorators (python/mypy#3135): ChurnService is a bentoml Service here.
