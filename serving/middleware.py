@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 from bentoml._internal.server.http import instruments
 from starlette.routing import BaseRoute, Match, Mount
 
+from churn.settings import load_settings
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -132,9 +134,63 @@ class JsonBodyMiddleware:
         await self.app(scope, receive, send)
 
 
-def _settings_key() -> str | None:
-    from churn.settings import load_settings
+class BodyLimitMiddleware:
+    """413 for a request body over the limit, before the app reads or parses any of it.
 
+    A declared ``Content-Length`` over the limit is refused at once; a body sent without one
+    (chunked) is read here up to the limit and handed on, or refused as soon as it passes it.
+
+    Attributes:
+        max_bytes: the largest body accepted.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int | None = None) -> None:
+        self.app = app
+        self.max_bytes = max_bytes if max_bytes is not None else load_settings().max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-length"), None)
+        if declared is not None:
+            if not declared.strip().isdigit() or int(declared) > self.max_bytes:
+                await self._refuse(send)
+                return
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body.extend(message.get("body", b""))
+            more = bool(message.get("more_body", False))
+            if len(body) > self.max_bytes:
+                await self._refuse(send)
+                return
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+    async def _refuse(self, send: Send) -> None:
+        message = f"the request body is larger than {self.max_bytes:,} bytes (CHURN_MAX_BODY_BYTES): send fewer customers per request"
+        await send_json(send, 413, {"error": message, "detail": []}, [(b"connection", b"close")])
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _settings_key() -> str | None:
     return load_settings().resolved_api_key()
 
 

@@ -41,7 +41,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from features.dataset import CRMDataset
-from serving.store import StoreBusy, opened_store
+from serving.store import TryLater, opened_store
 
 STATIC_DIR = Path(__file__).resolve().parent / "page" / "static"
 TIERS = ("A", "B", "C")
@@ -500,7 +500,7 @@ def make_page_app(get_context: Callable[[], PageContext]) -> Starlette:
                 )
             try:
                 return await run_in_threadpool(handler, request, ctx)
-            except StoreBusy as err:
+            except TryLater as err:
                 return JSONResponse({"error": str(err), "detail": []}, status_code=503, headers={"Retry-After": str(err.retry_after)})
 
         return endpoint

@@ -45,7 +45,7 @@ from serving.scoring import (
     encode_records,
     with_capacity_bands,
 )
-from serving.store import opened_store
+from serving.store import TryLater, opened_store
 
 if TYPE_CHECKING:
     from churn.settings import Settings
@@ -56,6 +56,9 @@ logger = logging.getLogger("churn.serving")
 
 DEFAULT_POLL_SECONDS = 30.0
 SNAPSHOT_CACHE = 2
+# past-as_of snapshot builds running or waiting; the service has API_THREADS threads, so plain calls always find one
+MAX_QUEUED_BUILDS = 3
+API_THREADS = 8
 
 
 class StartupError(RuntimeError):
@@ -189,6 +192,8 @@ class Runtime:
         self._data_signature: tuple[Any, ...] | None = None
         self._cache: OrderedDict[tuple[date, str], ScoredSnapshot] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._builds_admitted = threading.BoundedSemaphore(MAX_QUEUED_BUILDS)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -327,28 +332,51 @@ class Runtime:
 
         Raises:
             RequestError: the date is after the data or before any order.
+            TryLater: :data:`MAX_QUEUED_BUILDS` builds are already running or waiting.
         """
         if as_of is None or as_of == state.snapshot.as_of:
             return state.snapshot
         if as_of > state.snapshot.as_of:
             raise RequestError(["as_of"], f"as_of {as_of} is after the end of the data ({state.snapshot.as_of}): nothing is known about it yet")
         key = (as_of, state.scorer.loaded.version)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        if not self._builds_admitted.acquire(blocking=False):
+            raise TryLater(
+                f"{MAX_QUEUED_BUILDS} snapshots for past as_of dates are being built or waiting: try again shortly, "
+                f"or score past dates with `churn score --as-of`"
+            )
+        try:
+            with self._build_lock:  # one build at a time: the others wait here, not in the API's threads
+                cached = self._cached(key)
+                if cached is not None:
+                    return cached
+                logger.info("building the snapshot as of %s", as_of)
+                built = self._build_past(state, as_of)
+        finally:
+            self._builds_admitted.release()
+        with self._cache_lock:
+            self._cache[key] = built
+            while len(self._cache) > SNAPSHOT_CACHE:
+                self._cache.popitem(last=False)
+        return built
+
+    def _cached(self, key: tuple[date, str]) -> ScoredSnapshot | None:
         with self._cache_lock:
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
-                return cached
-            from features.snapshot import build_snapshot
+            return cached
 
-            with opened_store(self.settings.data) as data:
-                if as_of <= data.start_date():
-                    raise RequestError(["as_of"], f"as_of {as_of} is not after the first order ({data.start_date()}): there is no history to score")
-                frame = build_snapshot(data, as_of, self.settings.active_days)
-            built = ScoredSnapshot.build(state.scorer, frame, as_of)
-            self._cache[key] = built
-            while len(self._cache) > SNAPSHOT_CACHE:
-                self._cache.popitem(last=False)
-            return built
+    def _build_past(self, state: ServingState, as_of: date) -> ScoredSnapshot:
+        from features.snapshot import build_snapshot
+
+        with opened_store(self.settings.data) as data:
+            if as_of <= data.start_date():
+                raise RequestError(["as_of"], f"as_of {as_of} is not after the first order ({data.start_date()}): there is no history to score")
+            frame = build_snapshot(data, as_of, self.settings.active_days)
+        return ScoredSnapshot.build(state.scorer, frame, as_of)
 
     def predict(self, request: PredictRequest) -> PredictResponse:
         """Score the customers of a /predict request.

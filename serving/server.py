@@ -44,6 +44,7 @@ def settings_env(settings: Settings, *, poll_seconds: float | None = None) -> di
         "CHURN_HORIZON_DAYS": str(settings.horizon_days),
         "CHURN_ACTIVE_DAYS": str(settings.active_days),
         "CHURN_MAX_BATCH": str(settings.max_batch),
+        "CHURN_MAX_BODY_BYTES": str(settings.max_body_bytes),
         "CHURN_RISK_HIGH": str(settings.risk_high),
         "CHURN_RISK_MEDIUM": str(settings.risk_medium),
         **QUIET_ENV,

@@ -26,11 +26,11 @@ from typing import Any, Literal
 import bentoml
 from starlette.responses import JSONResponse
 
-from serving.middleware import ApiKeyMiddleware, JsonBodyMiddleware, label_metrics_by_route
+from serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware, JsonBodyMiddleware, label_metrics_by_route
 from serving.page import page_app
-from serving.runtime import NotReady, RequestError, Runtime, StartupError, check_startup
+from serving.runtime import API_THREADS, NotReady, RequestError, Runtime, StartupError, check_startup
 from serving.schemas import CustomerIn, PredictRequest, PredictResponse, RiskListRequest, RiskListResponse
-from serving.store import StoreBusy
+from serving.store import TryLater
 
 logger = logging.getLogger("churn.serving")
 label_metrics_by_route()
@@ -58,7 +58,7 @@ def _stop_server(reason: str) -> None:
 
 
 @bentoml.asgi_app(page_app, path="/ui")
-@bentoml.service(name="churn", traffic={"timeout": 120})
+@bentoml.service(name="churn", traffic={"timeout": 120}, threads=API_THREADS)
 class ChurnService:
     """Churn risk of active business customers, with reasons and win-back actions."""
 
@@ -124,10 +124,11 @@ class ChurnService:
             return _error(503, str(err))
         except StartupError as err:
             return _error(503, str(err))
-        except StoreBusy as err:
+        except TryLater as err:
             return _error(503, str(err), headers={"Retry-After": str(err.retry_after)})
 
 
 # mypy does not apply class decorators (python/mypy#3135): ChurnService is a bentoml Service here.
 ChurnService.add_asgi_middleware(ApiKeyMiddleware)  # type: ignore[attr-defined]
+ChurnService.add_asgi_middleware(BodyLimitMiddleware)  # type: ignore[attr-defined]
 ChurnService.add_asgi_middleware(JsonBodyMiddleware)  # type: ignore[attr-defined]

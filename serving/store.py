@@ -26,12 +26,20 @@ RETRY_AFTER_SECONDS = 5
 _FIRST_PAUSE = 0.05
 
 
-class StoreBusy(RuntimeError):
-    """Another process holds the store's write lock for longer than a request may wait.
+class TryLater(RuntimeError):
+    """The service cannot answer now but will shortly (answered 503 with ``Retry-After``).
 
     Attributes:
         retry_after: seconds after which trying again is worthwhile.
     """
+
+    def __init__(self, message: str, retry_after: int = RETRY_AFTER_SECONDS) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreBusy(TryLater):
+    """Another process holds the store's write lock for longer than a request may wait."""
 
     def __init__(self, location: str, waited: float) -> None:
         super().__init__(
@@ -39,7 +47,6 @@ class StoreBusy(RuntimeError):
             f"waited {waited:.1f} s: try again in a few seconds"
         )
         self.location = location
-        self.retry_after = RETRY_AFTER_SECONDS
 
 
 def is_lock_error(err: BaseException) -> bool:

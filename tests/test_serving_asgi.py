@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 KEY = {"X-API-Key": API_KEY}
 PAST = "2025-04-01"
+MAX_BODY = 200_000
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
 @pytest.fixture(scope="module")
 def client(store: TrainedStore) -> Iterator[TestClient]:
     with pytest.MonkeyPatch.context() as env:
-        for name, value in service_env(store, CHURN_MODEL_POLL_SECONDS="600").items():
+        for name, value in service_env(store, CHURN_MODEL_POLL_SECONDS="600", CHURN_MAX_BODY_BYTES=str(MAX_BODY)).items():
             env.setenv(name, value)
         with TestClient(ChurnService.to_asgi(), raise_server_exceptions=False) as c:  # type: ignore[attr-defined]
             deadline = time.monotonic() + 120
@@ -123,3 +124,44 @@ def test_a_nul_byte_in_a_customer_id_is_a_4xx(client: TestClient) -> None:
     api = client.post("/predict", json={"customers": [{"customer_id": "C0\u0000001"}]}, headers=KEY)
     assert api.status_code == 400, api.text
     assert ["customers", 0, "customer_id"] in [d["loc"] for d in api.json()["detail"]]
+
+
+# ---- expensive requests do not hold up cheap ones
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient, chunked: bool) -> None:
+    body = b'{"customers": [' + b'{"customer_id": "C000001"}, ' * (MAX_BODY // 25) + b'{"customer_id": "C1"}]}'
+    content = iter([body[:1000], body[1000:]]) if chunked else body
+    answer = client.post("/predict", content=content, headers={**KEY, "Content-Type": "application/json"})
+    assert answer.status_code == 413, answer.text
+    assert "CHURN_MAX_BODY_BYTES" in answer.json()["error"]
+
+
+def test_a_plain_predict_is_not_queued_behind_past_snapshot_builds(client: TestClient, customer: str) -> None:
+    seen = _Seen("building the snapshot as of")
+    served = logging.getLogger("churn.serving")
+    served.addHandler(seen)
+    served.setLevel(logging.INFO)
+    past: list[httpx.Response] = []
+
+    def build(as_of: str) -> None:
+        past.append(client.post("/predict", json={"customers": [{"customer_id": customer}], "as_of": as_of}, headers=KEY))
+
+    builders = [threading.Thread(target=build, args=(f"2025-0{m}-15",)) for m in range(2, 8)]
+    try:
+        for b in builders:
+            b.start()
+        assert seen.event.wait(60), "a past snapshot is being built"
+        plain = client.post("/predict", json={"customers": [{"customer_id": customer}]}, headers=KEY)
+        built_before_plain = sum(a.status_code == 200 for a in past)
+        for b in builders:
+            b.join(timeout=180)
+    finally:
+        served.removeHandler(seen)
+    assert plain.status_code == 200, plain.text
+    built = [a for a in past if a.status_code == 200]
+    refused = [a for a in past if a.status_code == 503]
+    assert len(built) + len(refused) == len(builders), [a.text[:200] for a in past]
+    assert built_before_plain < len(built), "the plain call was answered while past snapshots were still being built"
+    assert refused and all(int(a.headers["Retry-After"]) > 0 and "churn score --as-of" in a.json()["error"] for a in refused)
