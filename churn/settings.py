@@ -82,9 +82,9 @@ class Settings(BaseSettings):
         return StageRule(self.stage_gap_multiple, self.stage_min_days, self.stage_single_order_days)
 
     def resolved_api_key(self) -> str | None:
-        """The API key from CHURN_API_KEY, else from the key file, else None."""
+        """The API key from CHURN_API_KEY, else from the key file, else None (a blank key counts as none)."""
         if self.api_key is not None:
-            return self.api_key.get_secret_value()
+            return self.api_key.get_secret_value().strip() or None
         if self.api_key_file is not None:
             return self.api_key_file.read_text().strip() or None
         return None

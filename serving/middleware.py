@@ -51,24 +51,46 @@ async def send_json(send: Send, status: int, payload: dict[str, Any], headers: l
     await send({"type": "http.response.body", "body": body})
 
 
-def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The API key a request carries, from ``Authorization: Bearer`` or ``X-API-Key``.
+def presented_keys(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """Every API key a request carries, from ``Authorization: Bearer`` and ``X-API-Key``, as sent (bytes).
 
     Args:
         headers: the raw ASGI headers.
 
     Returns:
-        The key, or None.
+        The keys, in header order (empty when none).
     """
+    found: list[bytes] = []
     for name, value in headers:
         lname = name.lower()
         if lname == b"authorization":
-            scheme, _, token = value.decode("latin-1").strip().partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+            scheme, _, token = value.strip().partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                found.append(token.strip())
         elif lname == b"x-api-key" and value.strip():
-            return value.decode("latin-1").strip()
-    return None
+            found.append(value.strip())
+    return found
+
+
+def key_matches(headers: list[tuple[bytes, bytes]], key: bytes | None) -> bool:
+    """Whether any key the request carries is ``key`` (compared in constant time, as bytes).
+
+    Either header may carry the key; a wrong value in the other one does not matter. A key with
+    non-ASCII characters matches when the client sends it UTF-8 encoded.
+
+    Args:
+        headers: the raw ASGI headers.
+        key: the service's key, UTF-8 encoded (None or empty: nothing matches).
+
+    Returns:
+        True when a presented key is the service's.
+    """
+    if not key:
+        return False
+    matched = False
+    for given in presented_keys(headers):
+        matched |= hmac.compare_digest(given, key)
+    return matched
 
 
 class ApiKeyMiddleware:
@@ -105,8 +127,7 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or self.is_open(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
-        given = presented_key(scope.get("headers", []))
-        if self._key is None or given is None or not hmac.compare_digest(given.encode(), self._key):
+        if not key_matches(scope.get("headers", []), self._key):
             await send_json(send, 401, {"error": UNAUTHORIZED, "detail": []}, [(b"www-authenticate", b'Bearer realm="churn"')])
             return
         await self.app(scope, receive, send)

@@ -20,7 +20,6 @@ The page reuses what the service has loaded (model, scored snapshot, store) thro
 
 from __future__ import annotations
 
-import hmac
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -595,7 +594,7 @@ def runtime_context(runtime: Any) -> PageContext:
     Raises:
         LookupError: the runtime is still loading.
     """
-    from serving.middleware import presented_key
+    from serving.middleware import key_matches
     from serving.runtime import NotReady
 
     try:
@@ -611,8 +610,7 @@ def runtime_context(runtime: Any) -> PageContext:
         key = (settings.resolved_api_key() or "").encode()
 
         def authorized(request: Request) -> bool:
-            given = presented_key(request.scope.get("headers", []))
-            return bool(key) and given is not None and hmac.compare_digest(given.encode(), key)
+            return key_matches(request.scope.get("headers", []), key)
 
         ctx = PageContext(
             open_data=lambda: opened_store(settings.data),

@@ -56,6 +56,7 @@ logger = logging.getLogger("churn.serving")
 
 DEFAULT_POLL_SECONDS = 30.0
 SNAPSHOT_CACHE = 2
+WARM_ROWS = 16
 # past-as_of snapshot builds running or waiting; the service has API_THREADS threads, so plain calls always find one
 MAX_QUEUED_BUILDS = 3
 API_THREADS = 8
@@ -163,7 +164,11 @@ def check_startup(settings: Settings) -> str:
         StartupError: what is missing and what to run or set.
     """
     if not settings.resolved_api_key():
-        raise StartupError("no API key: set CHURN_API_KEY (or CHURN_API_KEY_FILE to a file holding it) before `churn serve`")
+        blank = settings.api_key is not None or settings.api_key_file is not None
+        raise StartupError(
+            ("the API key is blank: " if blank else "no API key: ")
+            + "set CHURN_API_KEY (or CHURN_API_KEY_FILE to a file holding it) to a non-empty secret before `churn serve`"
+        )
     load_playbook(settings.playbook, features=registry_groups())
     version = champion_version(settings.tracking_uri, settings.model_name)
     if version is None:
@@ -275,7 +280,9 @@ class Runtime:
         if self.settings.capacity_per_manager_week is not None:
             scorer = with_capacity_bands(scorer, frame, per_manager_week=self.settings.capacity_per_manager_week, horizon_days=self.settings.horizon_days)
         snapshot = ScoredSnapshot.build(scorer, frame, as_of)
-        self._state = ServingState(scorer=scorer, snapshot=snapshot, data_fingerprint=fingerprint, group_model=group_model, groups=groups)
+        state = ServingState(scorer=scorer, snapshot=snapshot, data_fingerprint=fingerprint, group_model=group_model, groups=groups)
+        warm(state)
+        self._state = state
         self._data_signature = signature
         with self._cache_lock:
             self._cache.clear()
@@ -547,6 +554,29 @@ def _number(value: Any) -> float | None:
         return None
     number = float(value)
     return round(number, 2) if np.isfinite(number) else None
+
+
+def warm(state: ServingState, rows: int = WARM_ROWS) -> None:
+    """Explain and answer a few customers once, so that the first requests after /readyz are not the slow ones.
+
+    The explainer, the reason sentences and the answer's serialisation each pay a one-off cost on
+    first use; this pays it before the state is published (and so before the service is ready).
+    The rows are not cached as answers.
+
+    Args:
+        state: the state about to be published.
+        rows: how many customers to run through.
+    """
+    snapshot, scorer = state.snapshot, state.scorer
+    positions = list(range(min(rows, len(snapshot.frame))))
+    if not positions:
+        return
+    started = time.perf_counter()
+    contrib, _ = scorer.contributions(snapshot.x[positions])
+    reasons = scorer.reasons(contrib, [snapshot.row(p) for p in positions])
+    answers = [scorer.answer(s, r, snapshot.as_of) for s, r in zip(snapshot.table.records(positions), reasons, strict=True)]
+    PredictResponse(model=scorer.model_info, as_of=snapshot.as_of, results=list(answers)).model_dump_json()
+    logger.info("warmed the explainer on %d customers in %.0f ms", len(positions), (time.perf_counter() - started) * 1000)
 
 
 def data_signature(location: str) -> tuple[Any, ...] | None:
