@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     playbook: Path | None = Field(default=None, description="Win-back playbook YAML; the shipped default when empty.")
     model_poll_seconds: float = Field(default=30.0, gt=0, description="How often the service checks for a new champion model.")
     max_batch: int = Field(default=1000, ge=1, description="Largest /predict batch accepted.")
+    max_body_bytes: int = Field(
+        default=4_000_000, ge=1024, description="Largest request body accepted (413 above it, before the body is read); 1,000 customers with all their features fit."
+    )
     risk_high: float = Field(default=0.5, gt=0, lt=1, description="Probability from which risk_band is high.")
     risk_medium: float = Field(default=0.25, gt=0, lt=1, description="Probability from which risk_band is medium.")
     capacity_per_manager_week: float | None = Field(
@@ -79,9 +82,9 @@ class Settings(BaseSettings):
         return StageRule(self.stage_gap_multiple, self.stage_min_days, self.stage_single_order_days)
 
     def resolved_api_key(self) -> str | None:
-        """The API key from CHURN_API_KEY, else from the key file, else None."""
+        """The API key from CHURN_API_KEY, else from the key file, else None (a blank key counts as none)."""
         if self.api_key is not None:
-            return self.api_key.get_secret_value()
+            return self.api_key.get_secret_value().strip() or None
         if self.api_key_file is not None:
             return self.api_key_file.read_text().strip() or None
         return None

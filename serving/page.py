@@ -20,7 +20,6 @@ The page reuses what the service has loaded (model, scored snapshot, store) thro
 
 from __future__ import annotations
 
-import hmac
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -41,6 +40,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from features.dataset import CRMDataset
+from serving.store import TryLater, opened_store
 
 STATIC_DIR = Path(__file__).resolve().parent / "page" / "static"
 TIERS = ("A", "B", "C")
@@ -79,28 +79,6 @@ class PageContext:
     active_days: int
     authorized: Callable[[Request], bool]
     key: tuple[Any, ...] = field(default=())
-
-
-@contextmanager
-def opened_store(location: str) -> Iterator[CRMDataset]:
-    """The CRM store at ``location``, opened without validation for one read and closed afterwards.
-
-    Args:
-        location: a folder, a .duckdb file or a postgresql:// URL.
-
-    Yields:
-        The dataset.
-    """
-    from features.dataset import open_dataset
-
-    data = open_dataset(location, validate=False)
-    try:
-        yield data
-    finally:
-        try:
-            data.con.disconnect()
-        except Exception:  # noqa: BLE001 - closing is best effort
-            pass
 
 
 _HELD = threading.RLock()
@@ -519,7 +497,10 @@ def make_page_app(get_context: Callable[[], PageContext]) -> Starlette:
                     status_code=401,
                     headers={"WWW-Authenticate": 'Bearer realm="churn"'},
                 )
-            return await run_in_threadpool(handler, request, ctx)
+            try:
+                return await run_in_threadpool(handler, request, ctx)
+            except TryLater as err:
+                return JSONResponse({"error": str(err), "detail": []}, status_code=503, headers={"Retry-After": str(err.retry_after)})
 
         return endpoint
 
@@ -547,6 +528,8 @@ def make_page_app(get_context: Callable[[], PageContext]) -> Starlette:
 
     def customer(request: Request, ctx: PageContext) -> Response:
         customer_id = request.path_params["customer_id"]
+        if not customer_id.isprintable():
+            return JSONResponse({"error": f"customer id {customer_id!r} holds a control character: send the id as the CRM shows it", "detail": []}, status_code=400)
         with ctx.open_data() as data:
             found = customer_detail(data, customer_id, ctx.as_of)
         if found is None:
@@ -611,7 +594,7 @@ def runtime_context(runtime: Any) -> PageContext:
     Raises:
         LookupError: the runtime is still loading.
     """
-    from serving.middleware import presented_key
+    from serving.middleware import key_matches
     from serving.runtime import NotReady
 
     try:
@@ -627,8 +610,7 @@ def runtime_context(runtime: Any) -> PageContext:
         key = (settings.resolved_api_key() or "").encode()
 
         def authorized(request: Request) -> bool:
-            given = presented_key(request.scope.get("headers", []))
-            return bool(key) and given is not None and hmac.compare_digest(given.encode(), key)
+            return key_matches(request.scope.get("headers", []), key)
 
         ctx = PageContext(
             open_data=lambda: opened_store(settings.data),

@@ -45,6 +45,7 @@ from serving.scoring import (
     encode_records,
     with_capacity_bands,
 )
+from serving.store import TryLater, opened_store
 
 if TYPE_CHECKING:
     from churn.settings import Settings
@@ -55,6 +56,10 @@ logger = logging.getLogger("churn.serving")
 
 DEFAULT_POLL_SECONDS = 30.0
 SNAPSHOT_CACHE = 2
+WARM_ROWS = 16
+# past-as_of snapshot builds running or waiting; the service has API_THREADS threads, so plain calls always find one
+MAX_QUEUED_BUILDS = 3
+API_THREADS = 8
 
 
 class StartupError(RuntimeError):
@@ -159,7 +164,11 @@ def check_startup(settings: Settings) -> str:
         StartupError: what is missing and what to run or set.
     """
     if not settings.resolved_api_key():
-        raise StartupError("no API key: set CHURN_API_KEY (or CHURN_API_KEY_FILE to a file holding it) before `churn serve`")
+        blank = settings.api_key is not None or settings.api_key_file is not None
+        raise StartupError(
+            ("the API key is blank: " if blank else "no API key: ")
+            + "set CHURN_API_KEY (or CHURN_API_KEY_FILE to a file holding it) to a non-empty secret before `churn serve`"
+        )
     load_playbook(settings.playbook, features=registry_groups())
     version = champion_version(settings.tracking_uri, settings.model_name)
     if version is None:
@@ -188,6 +197,8 @@ class Runtime:
         self._data_signature: tuple[Any, ...] | None = None
         self._cache: OrderedDict[tuple[date, str], ScoredSnapshot] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._builds_admitted = threading.BoundedSemaphore(MAX_QUEUED_BUILDS)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -245,7 +256,6 @@ class Runtime:
         return published
 
     def _publish(self, current: ServingState | None, *, load_new_model: bool, signature: tuple[Any, ...] | None) -> bool:
-        from features.dataset import open_dataset
         from features.snapshot import build_snapshot
         from training.register import load_group_model, load_model
 
@@ -258,8 +268,7 @@ class Runtime:
             group_model = load_group_model(self.settings.tracking_uri, loaded.run_id)
         else:
             scorer, group_model = current.scorer, current.group_model
-        data = _quiet(open_dataset(self.settings.data, validate=False))
-        try:
+        with opened_store(self.settings.data) as data:
             fingerprint = data.fingerprint()
             as_of = data.end_date()
             same_data = current is not None and fingerprint == current.data_fingerprint and current.snapshot.as_of == as_of
@@ -268,12 +277,12 @@ class Runtime:
                 return False
             frame = current.snapshot.frame if same_data and current is not None else build_snapshot(data, as_of, self.settings.active_days)
             groups = GroupList(score_groups(group_model, data, as_of, self.settings.active_days)) if group_model is not None and data.has("order_lines") else None
-        finally:
-            _close(data.con)
         if self.settings.capacity_per_manager_week is not None:
             scorer = with_capacity_bands(scorer, frame, per_manager_week=self.settings.capacity_per_manager_week, horizon_days=self.settings.horizon_days)
         snapshot = ScoredSnapshot.build(scorer, frame, as_of)
-        self._state = ServingState(scorer=scorer, snapshot=snapshot, data_fingerprint=fingerprint, group_model=group_model, groups=groups)
+        state = ServingState(scorer=scorer, snapshot=snapshot, data_fingerprint=fingerprint, group_model=group_model, groups=groups)
+        warm(state)
+        self._state = state
         self._data_signature = signature
         with self._cache_lock:
             self._cache.clear()
@@ -330,32 +339,51 @@ class Runtime:
 
         Raises:
             RequestError: the date is after the data or before any order.
+            TryLater: :data:`MAX_QUEUED_BUILDS` builds are already running or waiting.
         """
         if as_of is None or as_of == state.snapshot.as_of:
             return state.snapshot
         if as_of > state.snapshot.as_of:
             raise RequestError(["as_of"], f"as_of {as_of} is after the end of the data ({state.snapshot.as_of}): nothing is known about it yet")
         key = (as_of, state.scorer.loaded.version)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        if not self._builds_admitted.acquire(blocking=False):
+            raise TryLater(
+                f"{MAX_QUEUED_BUILDS} snapshots for past as_of dates are being built or waiting: try again shortly, "
+                f"or score past dates with `churn score --as-of`"
+            )
+        try:
+            with self._build_lock:  # one build at a time: the others wait here, not in the API's threads
+                cached = self._cached(key)
+                if cached is not None:
+                    return cached
+                logger.info("building the snapshot as of %s", as_of)
+                built = self._build_past(state, as_of)
+        finally:
+            self._builds_admitted.release()
+        with self._cache_lock:
+            self._cache[key] = built
+            while len(self._cache) > SNAPSHOT_CACHE:
+                self._cache.popitem(last=False)
+        return built
+
+    def _cached(self, key: tuple[date, str]) -> ScoredSnapshot | None:
         with self._cache_lock:
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
-                return cached
-            from features.dataset import open_dataset
-            from features.snapshot import build_snapshot
+            return cached
 
-            data = _quiet(open_dataset(self.settings.data, validate=False))
-            try:
-                if as_of <= data.start_date():
-                    raise RequestError(["as_of"], f"as_of {as_of} is not after the first order ({data.start_date()}): there is no history to score")
-                frame = build_snapshot(data, as_of, self.settings.active_days)
-            finally:
-                _close(data.con)
-            built = ScoredSnapshot.build(state.scorer, frame, as_of)
-            self._cache[key] = built
-            while len(self._cache) > SNAPSHOT_CACHE:
-                self._cache.popitem(last=False)
-            return built
+    def _build_past(self, state: ServingState, as_of: date) -> ScoredSnapshot:
+        from features.snapshot import build_snapshot
+
+        with opened_store(self.settings.data) as data:
+            if as_of <= data.start_date():
+                raise RequestError(["as_of"], f"as_of {as_of} is not after the first order ({data.start_date()}): there is no history to score")
+            frame = build_snapshot(data, as_of, self.settings.active_days)
+        return ScoredSnapshot.build(state.scorer, frame, as_of)
 
     def predict(self, request: PredictRequest) -> PredictResponse:
         """Score the customers of a /predict request.
@@ -528,21 +556,27 @@ def _number(value: Any) -> float | None:
     return round(number, 2) if np.isfinite(number) else None
 
 
-def _quiet(data: Any) -> Any:
-    """Turn off DuckDB's progress bar (it would fill the server log); other engines are left alone."""
-    try:
-        if data.con.name == "duckdb":
-            data.con.raw_sql("SET enable_progress_bar = false")
-    except Exception:  # noqa: BLE001 - a cosmetic setting
-        pass
-    return data
+def warm(state: ServingState, rows: int = WARM_ROWS) -> None:
+    """Explain and answer a few customers once, so that the first requests after /readyz are not the slow ones.
 
+    The explainer, the reason sentences and the answer's serialisation each pay a one-off cost on
+    first use; this pays it before the state is published (and so before the service is ready).
+    The rows are not cached as answers.
 
-def _close(con: Any) -> None:
-    try:
-        con.disconnect()
-    except Exception:  # noqa: BLE001 - closing is best effort
-        pass
+    Args:
+        state: the state about to be published.
+        rows: how many customers to run through.
+    """
+    snapshot, scorer = state.snapshot, state.scorer
+    positions = list(range(min(rows, len(snapshot.frame))))
+    if not positions:
+        return
+    started = time.perf_counter()
+    contrib, _ = scorer.contributions(snapshot.x[positions])
+    reasons = scorer.reasons(contrib, [snapshot.row(p) for p in positions])
+    answers = [scorer.answer(s, r, snapshot.as_of) for s, r in zip(snapshot.table.records(positions), reasons, strict=True)]
+    PredictResponse(model=scorer.model_info, as_of=snapshot.as_of, results=list(answers)).model_dump_json()
+    logger.info("warmed the explainer on %d customers in %.0f ms", len(positions), (time.perf_counter() - started) * 1000)
 
 
 def data_signature(location: str) -> tuple[Any, ...] | None:

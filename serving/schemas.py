@@ -34,7 +34,9 @@ def _id_text(value: Any) -> Any:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        return value.strip()
+        value = value.strip()
+        if not value.isprintable():
+            raise ValueError("a customer id holds no control characters (NUL, tab, newline ...): send the id as the CRM shows it")
     return value
 
 

@@ -7,19 +7,22 @@ server that cannot answer.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Mapping
+from types import FrameType
 
-if TYPE_CHECKING:
-    from churn.settings import Settings
+from churn.settings import PROJECT_ROOT, Settings
+from serving.runtime import check_startup
 
 SERVICE = "serving.service:ChurnService"
 SERVICE_NAME = "churn"
+GRACE_SECONDS = 60.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 QUIET_ENV = {"BENTOML_DO_NOT_TRACK": "True", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
 
 
@@ -41,6 +44,7 @@ def settings_env(settings: Settings, *, poll_seconds: float | None = None) -> di
         "CHURN_HORIZON_DAYS": str(settings.horizon_days),
         "CHURN_ACTIVE_DAYS": str(settings.active_days),
         "CHURN_MAX_BATCH": str(settings.max_batch),
+        "CHURN_MAX_BODY_BYTES": str(settings.max_body_bytes),
         "CHURN_RISK_HIGH": str(settings.risk_high),
         "CHURN_RISK_MEDIUM": str(settings.risk_medium),
         **QUIET_ENV,
@@ -66,8 +70,6 @@ def serve_command(port: int, host: str = "127.0.0.1") -> list[str]:
     Returns:
         The argv.
     """
-    from churn.settings import PROJECT_ROOT
-
     return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port), "--working-dir", str(PROJECT_ROOT)]
 
 
@@ -93,6 +95,9 @@ def serve_environment(settings: Settings, *, workers: int = 1, poll_seconds: flo
 def serve(settings: Settings, port: int = 3000, host: str = "127.0.0.1", *, workers: int = 1, poll_seconds: float | None = None) -> int:
     """Check that the service can start, then run it in the foreground until it stops.
 
+    SIGTERM, SIGINT (Ctrl-C) and SIGHUP are passed on to the server, which finishes the requests in
+    flight and stops its workers; this process waits for that, so nothing is left holding the port.
+
     Args:
         settings: data, tracking URI, model name, API key, playbook, limits.
         port: TCP port.
@@ -101,49 +106,54 @@ def serve(settings: Settings, port: int = 3000, host: str = "127.0.0.1", *, work
         poll_seconds: champion check interval (default 30 s).
 
     Returns:
-        The server's exit code.
+        The server's exit code (0 after a stop asked for by a signal).
 
     Raises:
         serving.runtime.StartupError: no API key or no champion model (the message says what to run).
         serving.playbook.PlaybookError: the playbook is invalid.
     """
-    from serving.runtime import check_startup
-
     check_startup(settings)
-    process = subprocess.Popen(serve_command(port, host), env=serve_environment(settings, workers=workers, poll_seconds=poll_seconds))
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        return process.wait()
+    env = serve_environment(settings, workers=workers, poll_seconds=poll_seconds)
+    # its own session: a Ctrl-C in the terminal reaches the server once, through this process
+    process = subprocess.Popen(serve_command(port, host), env=env, start_new_session=True)
+    return supervise(process)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m serving.server [--port P] [--host H] [--data PATH] [--workers N]``.
+def supervise(process: subprocess.Popen[bytes], grace_seconds: float = GRACE_SECONDS) -> int:
+    """Wait for the server process, passing SIGTERM, SIGINT and SIGHUP on to it as a graceful stop.
 
     Args:
-        argv: arguments (default: the command line).
+        process: the ``bentoml serve`` process (leader of its own process group).
+        grace_seconds: how long the server may take to drain before its whole group is killed.
 
     Returns:
-        The exit code: the server's, or 2 when it refuses to start.
+        The server's exit code; 0 when it stopped because of a forwarded signal.
     """
-    from churn.settings import load_settings
-    from serving.playbook import PlaybookError
-    from serving.runtime import StartupError
+    stopping = threading.Event()
+    killer = threading.Timer(grace_seconds, _kill_group, args=(process,))
+    killer.daemon = True
 
-    parser = argparse.ArgumentParser(prog="python -m serving.server", description="Serve churn risk over HTTP.")
-    parser.add_argument("--port", type=int, default=3000)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--data", default=None, help="CRM dataset (default: CHURN_DATA or the embedded store)")
-    parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args(argv)
-    settings = load_settings(data=args.data)
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if stopping.is_set() or process.poll() is not None:
+            return
+        stopping.set()
+        print(f"churn serve: {signal.Signals(signum).name}: finishing the requests in flight, then stopping", file=sys.stderr, flush=True)
+        process.send_signal(signal.SIGTERM)
+        killer.start()
+
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
-        return serve(settings, args.port, args.host, workers=args.workers)
-    except (StartupError, PlaybookError) as err:
-        print(f"churn serve: {err}", file=sys.stderr)
-        return 2
+        code = process.wait()
+    finally:
+        killer.cancel()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _kill_group(process)  # a worker the server left behind would keep the port
+    return 0 if stopping.is_set() and code in (0, -signal.SIGTERM, 128 + signal.SIGTERM) else code
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -26,17 +26,21 @@ from typing import Any, Literal
 import bentoml
 from starlette.responses import JSONResponse
 
-from serving.middleware import ApiKeyMiddleware, JsonBodyMiddleware
+from serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware, JsonBodyMiddleware, label_metrics_by_route
 from serving.page import page_app
-from serving.runtime import NotReady, RequestError, Runtime, StartupError, check_startup
+from serving.runtime import API_THREADS, NotReady, RequestError, Runtime, StartupError, check_startup
 from serving.schemas import CustomerIn, PredictRequest, PredictResponse, RiskListRequest, RiskListResponse
+from serving.store import TryLater
 
 logger = logging.getLogger("churn.serving")
+label_metrics_by_route()
 
 
-def _error(status: int, message: str, loc: list[str | int] | None = None, kind: str = "value_error") -> JSONResponse:
+def _error(
+    status: int, message: str, loc: list[str | int] | None = None, kind: str = "value_error", headers: dict[str, str] | None = None
+) -> JSONResponse:
     detail = [{"type": kind, "loc": loc, "msg": message}] if loc is not None else []
-    return JSONResponse({"error": message, "detail": detail}, status_code=status)
+    return JSONResponse({"error": message, "detail": detail}, status_code=status, headers=headers)
 
 
 def _stop_server(reason: str) -> None:
@@ -49,12 +53,12 @@ def _stop_server(reason: str) -> None:
         cmdline = " ".join(psutil.Process(parent).cmdline())
     except Exception:  # noqa: BLE001 - without psutil, do not guess
         cmdline = ""
-    if "bentoml" in cmdline or "serving.server" in cmdline:
+    if "bentoml" in cmdline:
         os.kill(parent, signal.SIGTERM)
 
 
 @bentoml.asgi_app(page_app, path="/ui")
-@bentoml.service(name="churn", traffic={"timeout": 120})
+@bentoml.service(name="churn", traffic={"timeout": 120}, threads=API_THREADS)
 class ChurnService:
     """Churn risk of active business customers, with reasons and win-back actions."""
 
@@ -120,8 +124,11 @@ class ChurnService:
             return _error(503, str(err))
         except StartupError as err:
             return _error(503, str(err))
+        except TryLater as err:
+            return _error(503, str(err), headers={"Retry-After": str(err.retry_after)})
 
 
 # mypy does not apply class decorators (python/mypy#3135): ChurnService is a bentoml Service here.
 ChurnService.add_asgi_middleware(ApiKeyMiddleware)  # type: ignore[attr-defined]
+ChurnService.add_asgi_middleware(BodyLimitMiddleware)  # type: ignore[attr-defined]
 ChurnService.add_asgi_middleware(JsonBodyMiddleware)  # type: ignore[attr-defined]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +67,22 @@ def _problem(answer: httpx.Response, status: int = 400) -> list:
 def test_health_and_metrics_need_no_key(service: ServiceProcess) -> None:
     for path in ("/healthz", "/livez", "/readyz", "/metrics"):
         assert httpx.get(f"{service.url}{path}", timeout=10).status_code == 200, path
+
+
+def test_metrics_are_labelled_by_route_not_by_path(service: ServiceProcess, client: httpx.Client, everyone: dict) -> None:
+    cid = everyone["items"][0]["customer_id"]
+    assert client.get(f"/ui/api/customers/{cid}").status_code == 200
+    assert client.get("/ui/api/customers/SECRET-ID-77").status_code == 404
+    for _ in range(30):
+        assert httpx.get(f"{service.url}/probe-{uuid.uuid4().hex}", timeout=10).status_code in (401, 404)
+    before = httpx.get(f"{service.url}/metrics", timeout=10).text
+    for _ in range(30):
+        httpx.get(f"{service.url}/probe-{uuid.uuid4().hex}/x", timeout=10)
+    after = httpx.get(f"{service.url}/metrics", timeout=10).text
+    labels = set(re.findall(r'endpoint="([^"]*)"', after))
+    assert "/ui/api/customers/{customer_id}" in labels and "unmatched" in labels and "/risk_list" in labels
+    assert not any(cid in label or "SECRET" in label or "probe-" in label for label in labels), labels
+    assert set(re.findall(r'endpoint="([^"]*)"', before)) == labels, "random paths add no series"
 
 
 @pytest.mark.parametrize(
@@ -367,9 +385,10 @@ def test_a_new_champion_is_served_without_a_restart(client: httpx.Client, store:
 def test_refuses_to_start_without_a_champion(store: TrainedStore, tmp_path: Path) -> None:
     empty = TrainedStore(tmp_path, store.data, f"sqlite:///{(tmp_path / 'empty.db').as_posix()}", tmp_path / "artifacts")
     env = service_env(empty)
-    done = subprocess.run([sys.executable, "-m", "serving.server", "--port", "1"], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "churn.cli", "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=120)
+    said = " ".join(done.stderr.split())
     assert done.returncode == 2
-    assert "no champion model" in done.stderr and "churn train" in done.stderr and "churn demo" in done.stderr
+    assert "no champion model" in said and "churn train" in said and "churn demo" in said
 
     direct = ServiceProcess(env, tmp_path / "direct.log")
     try:
@@ -382,5 +401,5 @@ def test_refuses_to_start_without_a_champion(store: TrainedStore, tmp_path: Path
 def test_refuses_to_start_without_an_api_key(store: TrainedStore) -> None:
     env = service_env(store)
     del env["CHURN_API_KEY"]
-    done = subprocess.run([sys.executable, "-m", "serving.server", "--port", "1"], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "churn.cli", "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "CHURN_API_KEY" in done.stderr
