@@ -47,6 +47,10 @@ DataOpt = Annotated[
     str | None,
     typer.Option("--data", "-d", help="CRM dataset: folder of CSV/Parquet, .duckdb file or postgresql:// URL [env CHURN_DATA; default data/crm.duckdb]."),
 ]
+DayFirstOpt = Annotated[
+    bool | None,
+    typer.Option("--dayfirst/--monthfirst", help="Text dates like 03/04/2024 are day (or month) first [env CHURN_DAYFIRST; default: as each column's rows tell]."),
+]
 AsOfOpt = Annotated[
     datetime | None,
     typer.Option("--as-of", formats=["%Y-%m-%d"], help="As-of date YYYY-MM-DD; nothing on or after it is read. Default: the day after the newest order."),
@@ -144,6 +148,7 @@ def validate(
     on_error: Annotated[str, typer.Option("--on-error", help="fail (default) or quarantine: bad rows go to a file next to the data.")] = "fail",
     as_of: AsOfOpt = None,
     copy_to: Annotated[str | None, typer.Option("--copy-to", help="Write the good rows to this store (folder, .duckdb or URL).")] = None,
+    dayfirst: DayFirstOpt = None,
 ) -> None:
     """Check a CRM dataset against the data contract; optionally quarantine bad rows and copy the good ones.
 
@@ -153,11 +158,11 @@ def validate(
 
     if on_error not in ("fail", "quarantine"):
         raise DataError(f"--on-error must be fail or quarantine, not {on_error!r}")
-    settings = _settings(data=data)
+    settings = _settings(data=data, dayfirst=dayfirst)
     location = settings.data
     frames = read_raw_frames(location)
     clean, report = validate_frames(
-        frames, as_of=_as_date(as_of), on_error=on_error, source=location, quarantine_dir=default_quarantine_dir(location)  # type: ignore[arg-type]
+        frames, as_of=_as_date(as_of), on_error=on_error, source=location, quarantine_dir=default_quarantine_dir(location), dayfirst=settings.dayfirst  # type: ignore[arg-type]
     )
     table = Table(title=f"CRM data at {location}")
     for col in ("table", "rows read", "loaded", "quarantined", "file"):
@@ -166,6 +171,8 @@ def validate(
         q = n - report.rows_loaded[name]
         table.add_row(name, f"{n:,}", f"{report.rows_loaded[name]:,}", f"{q:,}", str(report.quarantine_files.get(name, "")))
     out.print(table)
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False)
     for p in report.problems:
         console.print(f"[yellow]quarantined:[/] {p}", highlight=False)
     if copy_to:
@@ -182,6 +189,7 @@ def features(
     training_set: Annotated[bool, typer.Option("--training-set", help="Stack labelled snapshots over the history instead of one snapshot.")] = False,
     horizon: Annotated[int | None, typer.Option(help="Churn horizon in days (for --training-set).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
+    dayfirst: DayFirstOpt = None,
 ) -> None:
     """Build the point-in-time customer snapshot (or the labelled training set) and write it to a file.
 
@@ -191,11 +199,11 @@ def features(
     from features.registry import FEATURES
     from features.snapshot import build_snapshot, build_training_set
 
-    settings = _settings(data=data, horizon_days=horizon)
+    settings = _settings(data=data, horizon_days=horizon, dayfirst=dayfirst)
     if out_file is not None and out_file.suffix not in (".parquet", ".csv"):
         raise DataError(f"--out must end in .parquet or .csv, not {out_file.name}")
     # rows on or after --as-of are neither read nor validated: the engine's query leaves them out
-    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of))  # type: ignore[arg-type]
+    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of), dayfirst=settings.dayfirst)  # type: ignore[arg-type]
     started = time.perf_counter()
     if training_set:
         with _progress("snapshots") as bar:
@@ -239,6 +247,7 @@ def train(
     as_of: AsOfOpt = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
+    dayfirst: DayFirstOpt = None,
 ) -> None:
     """Train, evaluate against baselines on a later period, calibrate, track and register a model.
 
@@ -247,9 +256,9 @@ def train(
     from features.dataset import open_dataset
     from training.train import train as run_training
 
-    settings = _settings(data=data, horizon_days=horizon, seed=seed)
+    settings = _settings(data=data, horizon_days=horizon, seed=seed, dayfirst=dayfirst)
     # rows on or after --as-of are neither read nor validated: the engine's query leaves them out
-    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of))  # type: ignore[arg-type]
+    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of), dayfirst=settings.dayfirst)  # type: ignore[arg-type]
     try:
         with console.status("training") as status:
             result = run_training(

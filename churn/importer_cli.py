@@ -31,7 +31,7 @@ def import_command(
     category_col: Annotated[str | None, typer.Option("--category-col", help="Column with the line's product group (with --product-col).")] = None,
     sheet: Annotated[str | None, typer.Option("--sheet", help="Excel sheet name (default: the first sheet).")] = None,
     date_format: Annotated[str | None, typer.Option("--date-format", help="strptime format of the dates, e.g. %d/%m/%Y %H:%M (default: detected).")] = None,
-    dayfirst: Annotated[bool, typer.Option("--dayfirst", help="Read ambiguous dates like 03/04/2011 as day first.")] = False,
+    dayfirst: Annotated[bool | None, typer.Option("--dayfirst/--monthfirst", help="Dates like 03/04/2011 are day (or month) first; default: as the rows tell (25/04/2011 is day first).")] = None,
     cancel_prefix: Annotated[str, typer.Option("--cancel-prefix", help="Order ids starting with this mark cancellations ('' for none).")] = "C",
     file_format: Annotated[str, typer.Option("--format", help="For a folder target: parquet or csv.")] = "parquet",
 ) -> None:
@@ -60,7 +60,7 @@ def import_command(
             category_col=category_col,
             sheet=sheet,
             date_format=date_format,
-            dayfirst=True if dayfirst else None,
+            dayfirst=dayfirst,
             cancel_prefix=cancel_prefix or None,
         )
         if result.orders.empty:

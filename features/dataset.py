@@ -27,15 +27,16 @@ import ibis.expr.datatypes as dt
 import pandas as pd
 
 from features.contract import ID_COLUMNS, MUTABLE_ATTRIBUTES, REQUIRED_TABLES, TABLES
+from features.dates import read_dates
+from features.errors import DataError as DataError  # re-exported: the error every reader of CRM data raises
 
 OnError = Literal["fail", "quarantine"]
 LocationKind = Literal["folder", "duckdb", "postgres"]
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
-
-class DataError(ValueError):
-    """Bad input a user can fix; the message says which table, column and what to do."""
+DAYFIRST_SETTING = "--dayfirst or --monthfirst (CHURN_DAYFIRST=true or false)"
+"""How a user says the day/month order of dates like 03/04/2024, for messages."""
 
 
 def location_kind(location: str | Path) -> LocationKind:
@@ -387,6 +388,7 @@ def open_dataset(
     as_of: date | None = None,
     quarantine_dir: Path | None = None,
     cut_at: date | None = None,
+    dayfirst: bool | None = None,
 ) -> CRMDataset:
     """Open a CRM dataset for feature computation.
 
@@ -400,6 +402,7 @@ def open_dataset(
         cut_at: read only what was known on this day: the engine's query keeps the rows dated
             before it (and the rows whose date it cannot parse, for validation to report), so a
             later row is neither read nor validated; the result is then :meth:`CRMDataset.cut`.
+        dayfirst: how to read text dates like 03/04/2024 (None: as each column's rows tell).
 
     Returns:
         The opened dataset.
@@ -419,18 +422,24 @@ def open_dataset(
         if validate:
             frames, report = validate_frames(
                 frames, as_of=as_of, on_error=on_error, source=str(location),
-                quarantine_dir=quarantine_dir or default_quarantine_dir(location),
+                quarantine_dir=quarantine_dir or default_quarantine_dir(location), dayfirst=dayfirst,
             )
-        if kind == "folder" or (report is not None and report.quarantined):
+        # the engine reads text dates only as ISO: where a store keeps them as text, the frames read them
+        if kind == "folder" or (report is not None and report.quarantined) or (report is not None and _has_text_dates(raw)):
             if kind == "duckdb":
                 con = ibis.duckdb.connect()  # the file is read-only: clean rows go to memory
             raw = {
-                name: con.create_table(f"clean_{name}", _coerce_types(frame, name), temp=(kind == "postgres"))
+                name: con.create_table(f"clean_{name}", _coerce_types(frame, name, dayfirst=dayfirst), temp=(kind == "postgres"))
                 for name, frame in frames.items()
             }
     tables = {name: _normalise(t, name) for name, t in raw.items()}
     dataset = CRMDataset(str(location), con, tables, kind, report)
     return dataset.cut(cut_at) if cut_at is not None else dataset
+
+
+def _has_text_dates(raw: Mapping[str, ibis.Table]) -> bool:
+    """Whether a stored table keeps one of its contract date columns as text."""
+    return any(table[col].type().is_string() for name, table in raw.items() for col in TABLES[name].dates if col in table.columns)
 
 
 def _known_before(table: ibis.Table, name: str, cut_at: date, kind: LocationKind) -> ibis.Table:
@@ -560,25 +569,36 @@ class Problem:
 
 @dataclass
 class ValidationReport:
-    """What validation found: rows read, rows kept and the problems, per table."""
+    """What validation found: rows read, rows kept and the problems, per table, and how it read them (notes)."""
 
     rows_read: dict[str, int] = field(default_factory=dict)
     rows_loaded: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     quarantine_files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def quarantined(self) -> dict[str, int]:
         return {t: self.rows_read[t] - self.rows_loaded[t] for t in self.rows_read if self.rows_read[t] != self.rows_loaded[t]}
 
 
-def _coerce_types(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Contract types, raising nothing: values that do not parse become missing (caught by validation)."""
+def _coerce_types(frame: pd.DataFrame, name: str, *, dayfirst: bool | None = None, notes: list[str] | None = None) -> pd.DataFrame:
+    """Contract types: values that do not parse become missing (caught by validation).
+
+    Args:
+        frame: one table as read.
+        name: its contract name.
+        dayfirst: how to read dates like 03/04/2024 (None: as the column's rows tell).
+        notes: what was decided about the dates is appended here.
+
+    Raises:
+        DataError: a date column whose day and month cannot be told apart.
+    """
     spec = TABLES[name]
     out = frame.copy()
     for col in out.columns:
         if col in spec.dates:
-            out[col] = _parse_dates(out[col])
+            out[col] = read_dates(out[col], label=f"table {name}, column {col}", setting=DAYFIRST_SETTING, dayfirst=dayfirst, notes=notes)
         elif col in spec.numbers:
             out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
         elif col in spec.columns:
@@ -596,21 +616,6 @@ def _as_text(series: pd.Series) -> pd.Series:
     return s.mask(s == "", pd.NA)
 
 
-def _parse_dates(series: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(series):
-        s = series.dt.tz_localize(None) if getattr(series.dt, "tz", None) is not None else series
-        return s.dt.normalize().astype("datetime64[us]")
-    if series.dtype == object and len(series.dropna()) and isinstance(series.dropna().iloc[0], date):
-        return pd.to_datetime(series, errors="coerce").dt.normalize().astype("datetime64[us]")
-    text = series.astype("string").str.strip()
-    text = text.mask(text == "", pd.NA)
-    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
-    retry = parsed.isna() & text.notna()
-    if retry.any():
-        parsed = parsed.mask(retry, pd.to_datetime(text[retry], errors="coerce", format="mixed", dayfirst=False))
-    return parsed.dt.normalize().astype("datetime64[us]")
-
-
 def validate_frames(
     frames: Mapping[str, pd.DataFrame],
     *,
@@ -618,6 +623,7 @@ def validate_frames(
     on_error: OnError = "fail",
     source: str = "data",
     quarantine_dir: Path | None = None,
+    dayfirst: bool | None = None,
 ) -> tuple[dict[str, pd.DataFrame], ValidationReport]:
     """Check CRM tables against the contract.
 
@@ -634,6 +640,8 @@ def validate_frames(
         on_error: "fail" or "quarantine".
         source: the dataset's location, for messages.
         quarantine_dir: where bad rows are written in quarantine mode.
+        dayfirst: how to read dates like 03/04/2024; None: as each column's rows tell (a column
+            where they do not is refused, naming the setting).
 
     Returns:
         The clean frames (contract types) and the report.
@@ -680,7 +688,7 @@ def validate_frames(
     for name, raw in frames.items():
         spec = TABLES[name]
         raw = raw.reset_index(drop=True)
-        typed = _coerce_types(raw, name)
+        typed = _coerce_types(raw, name, dayfirst=dayfirst, notes=report.notes)
         report.rows_read[name] = len(raw)
         bad_masks[name] = pd.Series(False, index=raw.index)
         reasons[name] = pd.Series("", index=raw.index, dtype=object)

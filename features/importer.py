@@ -21,7 +21,8 @@ from typing import cast
 
 import pandas as pd
 
-from features.dataset import DataError
+from features.dates import read_dates
+from features.errors import DataError
 
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -45,10 +46,7 @@ ONLINE_RETAIL_COLUMNS = {
 }
 """The column mapping of the UCI "Online Retail" export (the README's `churn import` example)."""
 
-_DATE_PARTS = ("%Y-%m-%d", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y%m%d", "%d/%m/%y", "%m/%d/%y", "%d.%m.%y")
-_TIME_PARTS = ("", " %H:%M", " %H:%M:%S", "T%H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
 _DECIMAL_COMMA = re.compile(r"^-?[\d.\s']*,\d+$")
-_SAMPLE = 2000
 
 
 @dataclass
@@ -174,8 +172,8 @@ def import_transactions(
         category_col: the product group of the line (with ``product_col``).
         sheet: the Excel sheet name or position (default: the first).
         date_format: a strptime format such as ``%d/%m/%Y %H:%M``; default: detected.
-        dayfirst: how to read dates like 03/04/2011 when the file does not tell (default month first,
-            with a note in the report).
+        dayfirst: how to read dates like 03/04/2011 (None: as the rows tell, e.g. 25/04/2011 is day
+            first, with a note in the report; a column where no row tells is refused).
         cancel_prefix: order ids starting with this mark cancellations (None: only negative
             quantities or amounts do). Ignored when every order id starts with it.
         max_bad_share: above this share of unparseable dates or amounts the import stops with an
@@ -394,61 +392,23 @@ def _text(series: pd.Series) -> pd.Series:
 
 def _parse_date_column(series: pd.Series, name: str, date_format: str | None, dayfirst: bool | None, max_bad_share: float, notes: list[str]) -> pd.Series:
     """Dates as day-precision ``datetime64``; unparseable values missing, too many of them an error."""
-    if pd.api.types.is_datetime64_any_dtype(series):
-        out = series.dt.tz_localize(None) if getattr(series.dt, "tz", None) is not None else series
-        return out.dt.normalize().astype("datetime64[us]")
-    if series.dtype == object and series.map(lambda v: isinstance(v, date)).any():
-        text = series.map(lambda v: v.isoformat() if isinstance(v, date) else v).astype("string").str.strip()
-    else:
-        text = series.astype("string").str.strip()
-    text = text.mask(text == "", pd.NA)
-    present = text.dropna()
+    present = series.dropna()
+    if not pd.api.types.is_datetime64_any_dtype(series):
+        present = present[present.astype("string").str.strip() != ""]
     if present.empty:
         raise DataError(f"date column {name!r} is empty")
-    fmt = date_format or _detect_date_format(present, dayfirst, notes)
-    if fmt is None:
-        examples = ", ".join(repr(v) for v in present.drop_duplicates().head(3))
-        raise DataError(
-            f"date column {name!r} cannot be read as dates (e.g. {examples}): check --date-col, "
-            "or give the format with --date-format (such as %d/%m/%Y %H:%M)"
-        )
-    parsed = pd.to_datetime(text, format=fmt, errors="coerce")
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_localize(None)
-    bad = parsed.isna() & text.notna()
+    if date_format is not None:
+        parsed = pd.to_datetime(series.astype("string").str.strip(), format=date_format, errors="coerce").astype("datetime64[us]").dt.normalize()
+    else:
+        parsed = read_dates(series, label=f"date column {name!r}", setting="--dayfirst or --monthfirst", dayfirst=dayfirst, notes=notes)
+    bad = parsed.isna() & series.notna() & series.index.isin(present.index)
+    how = f"with the format {date_format!r}: give the right format with --date-format" if date_format else "check --date-col, or give the format with --date-format (such as %d/%m/%Y %H:%M)"
     if bad.sum() > max_bad_share * len(present):
-        examples = ", ".join(repr(v) for v in text[bad].drop_duplicates().head(3))
-        raise DataError(
-            f"date column {name!r}: {int(bad.sum()):,} of {len(present):,} values cannot be read as dates "
-            f"with the format {fmt!r} (e.g. {examples}): give the right format with --date-format"
-        )
-    return parsed.dt.normalize().astype("datetime64[us]")
-
-
-def _detect_date_format(values: pd.Series, dayfirst: bool | None, notes: list[str]) -> str | None:
-    """The format that reads most of a sample of ``values``; None when none reads half of it."""
-    sample = values.drop_duplicates().head(_SAMPLE)
-    iso = pd.to_datetime(sample, format="ISO8601", errors="coerce")
-    if iso.notna().mean() >= 0.99:
-        return "ISO8601"
-    scores: dict[str, float] = {}
-    for d in _DATE_PARTS:
-        for t in _TIME_PARTS:
-            fmt = d + t
-            scores[fmt] = float(pd.to_datetime(sample, format=fmt, errors="coerce").notna().mean())
-    best = max(scores.values())
-    if best < 0.5:
-        return None
-    winners = [f for f, s in scores.items() if s == best]
-    if len(winners) > 1:
-        day_first = [f for f in winners if f.startswith(("%d/", "%d-", "%d."))]
-        month_first = [f for f in winners if f.startswith(("%m/", "%m-"))]
-        if day_first and month_first:
-            chosen = day_first[0] if dayfirst else month_first[0]
-            if dayfirst is None:
-                notes.append(f"dates like {sample.iloc[0]!r} could be day or month first; read as month first (say --dayfirst otherwise)")
-            return chosen
-    return winners[0]
+        examples = ", ".join(repr(str(v)) for v in series[bad].drop_duplicates().head(3))
+        if bad.sum() == len(present):
+            raise DataError(f"date column {name!r} cannot be read as dates (e.g. {examples}): {how}")
+        raise DataError(f"date column {name!r}: {int(bad.sum()):,} of {len(present):,} values cannot be read as dates (e.g. {examples}): {how}")
+    return parsed
 
 
 def _parse_number_column(series: pd.Series, name: str, max_bad_share: float) -> pd.Series:
