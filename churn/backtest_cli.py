@@ -50,9 +50,9 @@ def backtest_command(
             raise DataError(f"{flag} must end in .csv, not {path.name}")
 
     def open_at(t: date):
-        return open_dataset(settings.data, on_error=on_error, cut_at=t, dayfirst=settings.dayfirst)  # type: ignore[arg-type]
+        return open_dataset(settings.data, on_error=on_error, cut_at=t, dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share)  # type: ignore[arg-type]
 
-    outcomes = open_dataset(settings.data, on_error=on_error, dayfirst=settings.dayfirst)  # type: ignore[arg-type]
+    outcomes = open_dataset(settings.data, on_error=on_error, dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share)  # type: ignore[arg-type]
     try:
         with _err.status("backtest") as status:
             result = run_backtest(open_at, outcomes, config, progress=lambda msg: status.update(f"backtest: {msg}"))

@@ -51,6 +51,10 @@ DayFirstOpt = Annotated[
     bool | None,
     typer.Option("--dayfirst/--monthfirst", help="Text dates like 03/04/2024 are day (or month) first [env CHURN_DAYFIRST; default: as each column's rows tell]."),
 ]
+EncodingOpt = Annotated[
+    str | None,
+    typer.Option("--encoding", help="Text encoding of a folder's CSV files, e.g. gbk or gb18030 for Chinese Windows exports [env CHURN_ENCODING; default UTF-8]."),
+]
 AsOfOpt = Annotated[
     datetime | None,
     typer.Option("--as-of", formats=["%Y-%m-%d"], help="As-of date YYYY-MM-DD; nothing on or after it is read. Default: the day after the newest order."),
@@ -149,6 +153,10 @@ def validate(
     as_of: AsOfOpt = None,
     copy_to: Annotated[str | None, typer.Option("--copy-to", help="Write the good rows to this store (folder, .duckdb or URL).")] = None,
     dayfirst: DayFirstOpt = None,
+    encoding: EncodingOpt = None,
+    max_quarantined_share: Annotated[
+        float | None, typer.Option("--max-quarantined-share", min=0.01, max=1.0, help="Stop when a table would lose more than this share of its rows to quarantine [env CHURN_MAX_QUARANTINED_SHARE; default 0.5].")
+    ] = None,
 ) -> None:
     """Check a CRM dataset against the data contract; optionally quarantine bad rows and copy the good ones.
 
@@ -158,11 +166,12 @@ def validate(
 
     if on_error not in ("fail", "quarantine"):
         raise DataError(f"--on-error must be fail or quarantine, not {on_error!r}")
-    settings = _settings(data=data, dayfirst=dayfirst)
+    settings = _settings(data=data, dayfirst=dayfirst, encoding=encoding, max_quarantined_share=max_quarantined_share)
     location = settings.data
-    frames = read_raw_frames(location)
+    frames = read_raw_frames(location, encoding=settings.encoding)
     clean, report = validate_frames(
-        frames, as_of=_as_date(as_of), on_error=on_error, source=location, quarantine_dir=default_quarantine_dir(location), dayfirst=settings.dayfirst  # type: ignore[arg-type]
+        frames, as_of=_as_date(as_of), on_error=on_error, source=location, quarantine_dir=default_quarantine_dir(location), dayfirst=settings.dayfirst,  # type: ignore[arg-type]
+        max_quarantined_share=settings.max_quarantined_share,
     )
     table = Table(title=f"CRM data at {location}")
     for col in ("table", "rows read", "loaded", "quarantined", "file"):
@@ -190,6 +199,7 @@ def features(
     horizon: Annotated[int | None, typer.Option(help="Churn horizon in days (for --training-set).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
     dayfirst: DayFirstOpt = None,
+    encoding: EncodingOpt = None,
 ) -> None:
     """Build the point-in-time customer snapshot (or the labelled training set) and write it to a file.
 
@@ -199,11 +209,11 @@ def features(
     from features.registry import FEATURES
     from features.snapshot import build_snapshot, build_training_set
 
-    settings = _settings(data=data, horizon_days=horizon, dayfirst=dayfirst)
+    settings = _settings(data=data, horizon_days=horizon, dayfirst=dayfirst, encoding=encoding)
     if out_file is not None and out_file.suffix not in (".parquet", ".csv"):
         raise DataError(f"--out must end in .parquet or .csv, not {out_file.name}")
     # rows on or after --as-of are neither read nor validated: the engine's query leaves them out
-    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of), dayfirst=settings.dayfirst)  # type: ignore[arg-type]
+    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of), dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share)  # type: ignore[arg-type]
     started = time.perf_counter()
     if training_set:
         with _progress("snapshots") as bar:
@@ -248,6 +258,7 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
     dayfirst: DayFirstOpt = None,
+    encoding: EncodingOpt = None,
 ) -> None:
     """Train, evaluate against baselines on a later period, calibrate, track and register a model.
 
@@ -256,9 +267,9 @@ def train(
     from features.dataset import open_dataset
     from training.train import train as run_training
 
-    settings = _settings(data=data, horizon_days=horizon, seed=seed, dayfirst=dayfirst)
+    settings = _settings(data=data, horizon_days=horizon, seed=seed, dayfirst=dayfirst, encoding=encoding)
     # rows on or after --as-of are neither read nor validated: the engine's query leaves them out
-    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of), dayfirst=settings.dayfirst)  # type: ignore[arg-type]
+    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of), dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share)  # type: ignore[arg-type]
     try:
         with console.status("training") as status:
             result = run_training(

@@ -34,6 +34,7 @@ def import_command(
     dayfirst: Annotated[bool | None, typer.Option("--dayfirst/--monthfirst", help="Dates like 03/04/2011 are day (or month) first; default: as the rows tell (25/04/2011 is day first).")] = None,
     cancel_prefix: Annotated[str, typer.Option("--cancel-prefix", help="Order ids starting with this mark cancellations ('' for none).")] = "C",
     file_format: Annotated[str, typer.Option("--format", help="For a folder target: parquet or csv.")] = "parquet",
+    encoding: Annotated[str | None, typer.Option("--encoding", help="Text encoding of a CSV file, e.g. gbk or gb18030 (Chinese Windows exports), cp1252 (default: UTF-8).")] = None,
 ) -> None:
     """Import a transactions export as the orders and customers tables (and order_lines), and report what was dropped and why.
 
@@ -62,6 +63,7 @@ def import_command(
             date_format=date_format,
             dayfirst=dayfirst,
             cancel_prefix=cancel_prefix or None,
+            encoding=encoding,
         )
         if result.orders.empty:
             raise DataError(f"no line of {transactions} could be used: see the reasons above")

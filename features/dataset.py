@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -22,11 +23,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+import duckdb
 import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
+import psycopg
+from psycopg import sql as pg_sql
 
 from features.contract import ID_COLUMNS, MUTABLE_ATTRIBUTES, REQUIRED_TABLES, TABLES
+from features.csvfiles import decode_failure, ragged_row, sniff_csv, utf8_copy
 from features.dates import read_dates
 from features.errors import DataError as DataError  # re-exported: the error every reader of CRM data raises
 
@@ -37,6 +42,10 @@ _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 DAYFIRST_SETTING = "--dayfirst or --monthfirst (CHURN_DAYFIRST=true or false)"
 """How a user says the day/month order of dates like 03/04/2024, for messages."""
+ENCODING_SETTING = "--encoding (CHURN_ENCODING)"
+"""How a user says the text encoding of a folder's CSV files, for messages."""
+MAX_QUARANTINED_SHARE = 0.5
+"""Above this share of a table's rows in quarantine, validation stops instead of going on with the rest."""
 
 
 def location_kind(location: str | Path) -> LocationKind:
@@ -62,26 +71,37 @@ def location_kind(location: str | Path) -> LocationKind:
 
 
 def _split_pg_url(url: str) -> tuple[str, str | None]:
-    """Separate our ``schema`` query parameter from a PostgreSQL URL."""
+    """Separate our ``schema`` query parameter from a PostgreSQL URL; a system schema is refused."""
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     schema = query.pop("schema", [None])[0]
     if schema is not None and not _SCHEMA_NAME.match(schema):
         raise DataError(f"schema {schema!r} in the database URL is not a plain SQL name")
+    if schema is not None and (schema.lower().startswith("pg_") or schema.lower() == "information_schema"):
+        raise DataError(f"schema {schema!r} in the database URL is a PostgreSQL system schema: CRM tables go in a schema of their own (?schema=crm)")
     scheme = "postgresql"
     clean = urlunsplit((scheme, parts.netloc, parts.path, urlencode(query, doseq=True), parts.fragment))
     return clean, schema
 
 
 def connect(location: str | Path, *, read_only: bool = False) -> ibis.BaseBackend:
-    """An Ibis connection to the engine behind ``location`` (in-memory DuckDB for a folder)."""
+    """An Ibis connection to the engine behind ``location`` (in-memory DuckDB for a folder).
+
+    A PostgreSQL schema must exist (reading needs only SELECT; the writers create it); the
+    connection's search path is set to it.
+
+    Raises:
+        DataError: the database cannot be reached or the schema does not exist (the message never shows a password).
+    """
     kind = location_kind(location)
     if kind == "postgres":
         url, schema = _split_pg_url(str(location))
-        con = ibis.connect(url)
+        try:
+            con = ibis.connect(url)
+        except psycopg.Error as err:
+            raise DataError(f"cannot connect to the database at {url}: {_first_line(err)}") from None
         if schema:
-            con.raw_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            con.raw_sql(f'SET search_path TO "{schema}"')
+            _use_schema(con, url, schema)
         return con
     if kind == "duckdb":
         path = Path(location)
@@ -90,6 +110,20 @@ def connect(location: str | Path, *, read_only: bool = False) -> ibis.BaseBacken
         path.parent.mkdir(parents=True, exist_ok=True)
         return ibis.duckdb.connect(str(path), read_only=read_only)
     return ibis.duckdb.connect()
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _use_schema(con: ibis.BaseBackend, url: str, schema: str) -> None:
+    """Point the connection's search path at ``schema``, which must exist."""
+    with con.con.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        if cur.fetchone() is None:
+            con.disconnect()
+            raise DataError(f"no schema {schema!r} in the database at {url}: write the data there first (churn generate or churn validate --copy-to), or check ?schema=")
+        cur.execute(pg_sql.SQL("SET search_path TO {}").format(pg_sql.Identifier(schema)))
 
 
 def _folder_files(folder: Path) -> dict[str, Path]:
@@ -263,6 +297,7 @@ class CRMDataset:
 
 # the later event that settles a row: on or after T it has not happened yet
 _SETTLED_BY = {"complaints": "resolved_at", "invoices": "paid_at"}
+_DECIMAL_COMMA = r"\s*[+-]?[0-9.\s']*,[0-9]+\s*"
 _NUMBER = r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
 
 
@@ -354,7 +389,7 @@ def _check_required(tables: Mapping[str, object], location: str) -> None:
             )
 
 
-def _read_raw_tables(location: str | Path, con: ibis.BaseBackend) -> dict[str, ibis.Table]:
+def _read_raw_tables(location: str | Path, con: ibis.BaseBackend, encoding: str | None = None) -> dict[str, ibis.Table]:
     kind = location_kind(location)
     if kind == "folder":
         folder = Path(location)
@@ -363,7 +398,7 @@ def _read_raw_tables(location: str | Path, con: ibis.BaseBackend) -> dict[str, i
         out = {}
         for name, path in _folder_files(folder).items():
             if path.suffix == ".csv":
-                out[name] = con.read_csv(str(path), table_name=f"raw_{name}", all_varchar=True)
+                out[name] = _read_csv_table(con, name, path, encoding)
             else:
                 out[name] = con.read_parquet(str(path), table_name=f"raw_{name}")
         return out
@@ -371,11 +406,40 @@ def _read_raw_tables(location: str | Path, con: ibis.BaseBackend) -> dict[str, i
     return {name: con.table(name) for name in TABLES if name in present}
 
 
-def read_raw_frames(location: str | Path) -> dict[str, pd.DataFrame]:
-    """Every contract table at ``location`` as it is stored (no type coercion), for validation and copying."""
+def _read_csv_table(con: ibis.BaseBackend, name: str, path: Path, encoding: str | None) -> ibis.Table:
+    """A CSV file of a folder dataset as a table of text columns, read into the engine now.
+
+    The file's header and delimiter are read first (in its encoding, UTF-8 by default); a file in
+    another encoding is re-encoded for DuckDB. When the engine cannot read the file, the first row
+    with more or fewer fields than the header, or the first bytes that are not text, are named.
+
+    Raises:
+        DataError: the file is not text in its encoding, names a column twice, or has a row that does not fit the header.
+    """
+    label = f"table {name}"
+    shape = sniff_csv(path, encoding=encoding, setting=ENCODING_SETTING, label=label)
+    with tempfile.TemporaryDirectory(prefix="churn-csv-") as tmp:
+        source = path if shape.encoding == "utf-8-sig" else utf8_copy(shape, Path(tmp) / path.name, ENCODING_SETTING, label)
+        try:
+            stored = con.read_csv(str(source), table_name=f"raw_{name}_file", all_varchar=True, header=True, delim=shape.delimiter, quote='"')
+            return con.create_table(f"raw_{name}", stored, overwrite=True)
+        except duckdb.Error as err:
+            found = decode_failure(shape, ENCODING_SETTING, label) or ragged_row(shape, label)
+            if found is not None:
+                raise found from None
+            raise DataError(f"{label}: {path} cannot be read as CSV: {str(err).splitlines()[0]}") from None
+
+
+def read_raw_frames(location: str | Path, *, encoding: str | None = None) -> dict[str, pd.DataFrame]:
+    """Every contract table at ``location`` as it is stored (no type coercion), for validation and copying.
+
+    Args:
+        location: a folder, a .duckdb file or a postgresql:// URL.
+        encoding: the text encoding of a folder's CSV files (None: UTF-8).
+    """
     kind = location_kind(location)
     con = connect(location, read_only=(kind == "duckdb"))
-    raw = _read_raw_tables(location, con)
+    raw = _read_raw_tables(location, con, encoding)
     _check_required(raw, str(location))
     return {name: t.to_pandas() for name, t in raw.items()}
 
@@ -389,6 +453,8 @@ def open_dataset(
     quarantine_dir: Path | None = None,
     cut_at: date | None = None,
     dayfirst: bool | None = None,
+    encoding: str | None = None,
+    max_quarantined_share: float = MAX_QUARANTINED_SHARE,
 ) -> CRMDataset:
     """Open a CRM dataset for feature computation.
 
@@ -403,13 +469,15 @@ def open_dataset(
             before it (and the rows whose date it cannot parse, for validation to report), so a
             later row is neither read nor validated; the result is then :meth:`CRMDataset.cut`.
         dayfirst: how to read text dates like 03/04/2024 (None: as each column's rows tell).
+        encoding: the text encoding of a folder's CSV files (None: UTF-8).
+        max_quarantined_share: with quarantine, more bad rows than this share of a table stop it.
 
     Returns:
         The opened dataset.
     """
     kind = location_kind(location)
     con = connect(location, read_only=(kind == "duckdb"))
-    raw = _read_raw_tables(location, con)
+    raw = _read_raw_tables(location, con, encoding)
     _check_required(raw, str(location))
     if cut_at is not None:
         stored_orders = raw["orders"]
@@ -423,6 +491,7 @@ def open_dataset(
             frames, report = validate_frames(
                 frames, as_of=as_of, on_error=on_error, source=str(location),
                 quarantine_dir=quarantine_dir or default_quarantine_dir(location), dayfirst=dayfirst,
+                max_quarantined_share=max_quarantined_share,
             )
         # the engine reads text dates only as ISO: where a store keeps them as text, the frames read them
         if kind == "folder" or (report is not None and report.quarantined) or (report is not None and _has_text_dates(raw)):
@@ -624,6 +693,7 @@ def validate_frames(
     source: str = "data",
     quarantine_dir: Path | None = None,
     dayfirst: bool | None = None,
+    max_quarantined_share: float = MAX_QUARANTINED_SHARE,
 ) -> tuple[dict[str, pd.DataFrame], ValidationReport]:
     """Check CRM tables against the contract.
 
@@ -642,6 +712,8 @@ def validate_frames(
         quarantine_dir: where bad rows are written in quarantine mode.
         dayfirst: how to read dates like 03/04/2024; None: as each column's rows tell (a column
             where they do not is refused, naming the setting).
+        max_quarantined_share: in quarantine mode, a table with more than this share of bad rows
+            stops validation (the file is more likely read wrong than its rows bad).
 
     Returns:
         The clean frames (contract types) and the report.
@@ -701,7 +773,12 @@ def validate_frames(
         for col in spec.numbers:
             if col in raw.columns:
                 unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
-                flag(name, col, "with a value that is not a number", unparsed, raw)
+                commas = raw.loc[unparsed, col].astype("string").str.fullmatch(_DECIMAL_COMMA).mean() > 0.5 if unparsed.any() else False
+                flag(name, col, "with a decimal comma (write 10.5, not 10,5)" if commas else "with a value that is not a number", unparsed, raw)
+        for col in raw.columns:
+            if pd.api.types.is_string_dtype(raw[col]) or raw[col].dtype == object:
+                nul = raw[col].astype("string").str.contains("\x00", regex=False)
+                flag(name, str(col), "with a NUL character (\\x00), which databases cannot store: remove it", nul, raw)
         for col in spec.required:
             already = bad_masks[name]
             flag(name, col, "empty (the column is required)", typed[col].isna() & ~already, raw)
@@ -729,6 +806,8 @@ def validate_frames(
             if name != "customers" and "customer_id" in frame.columns:
                 flag(name, "customer_id", "for a customer that is not in the customers table", ~frame["customer_id"].isin(known) & frame["customer_id"].notna(), frames[name].reset_index(drop=True))
 
+    if on_error == "quarantine":
+        _refuse_mostly_bad(report, bad_masks, source, max_quarantined_share)
     if report.problems and on_error == "fail":
         lines = "\n  - ".join(str(p) for p in report.problems)
         raise DataError(
@@ -750,6 +829,25 @@ def validate_frames(
     if unknown:
         report.problems.append(Problem(",".join(unknown), "-", "ignored: not a contract table", 0, []))
     return clean, report
+
+
+def _refuse_mostly_bad(report: ValidationReport, bad_masks: Mapping[str, pd.Series], source: str, max_share: float) -> None:
+    """Stop when a table would lose more than ``max_share`` of its rows to quarantine, saying why.
+
+    Raises:
+        DataError: naming the table, the share and its most frequent problem.
+    """
+    for name, bad in bad_masks.items():
+        n, total = int(bad.sum()), len(bad)
+        if not total or n <= max_share * total:
+            continue
+        worst = max((p for p in report.problems if p.table == name), key=lambda p: p.rows)
+        raise DataError(
+            f"{source}: {n:,} of {total:,} rows of table {name} ({n / total:.0%}) would be quarantined, more than "
+            f"{max_share:.0%}: the file is more likely read wrong than its rows bad, so nothing was loaded. Most often: {worst}. "
+            f"Check the delimiter and the decimal point (10.5, not 10,5), the date order ({DAYFIRST_SETTING}) and the encoding "
+            f"({ENCODING_SETTING}); if these rows really are bad, allow it with --max-quarantined-share (CHURN_MAX_QUARANTINED_SHARE)"
+        )
 
 
 def _line_failures(lines: pd.DataFrame, orders: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
@@ -903,8 +1001,6 @@ class _FolderWriter:
 
 class _DuckDBWriter:
     def __init__(self, path: Path) -> None:
-        import duckdb
-
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(path))
 
@@ -924,8 +1020,6 @@ class _PostgresWriter:
     _TYPES = {"float64": "double precision", "int64": "bigint", "Int64": "bigint", "bool": "boolean"}
 
     def __init__(self, url: str) -> None:
-        import psycopg
-
         clean, schema = _split_pg_url(url)
         self.conn = psycopg.connect(clean.replace("postgresql+psycopg", "postgresql"), autocommit=False)
         self.schema = schema or "public"

@@ -11,7 +11,6 @@ read is either used or dropped for a named reason, and the report's counts add u
 
 from __future__ import annotations
 
-import csv
 import difflib
 import re
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import cast
 
 import pandas as pd
 
+from features.csvfiles import decode_failure, encoding_hint, ragged_row, sniff_csv
 from features.dates import read_dates
 from features.errors import DataError
 
@@ -148,6 +148,7 @@ def import_transactions(
     dayfirst: bool | None = None,
     cancel_prefix: str | None = "C",
     max_bad_share: float = 0.05,
+    encoding: str | None = None,
 ) -> ImportResult:
     """Read a transactions file and map it to the ``orders`` and ``customers`` tables.
 
@@ -158,7 +159,7 @@ def import_transactions(
     quantity, or on an order whose id starts with ``cancel_prefix``, counts negative (a return).
 
     Args:
-        path: a .csv (any of , ; tab |, UTF-8 or Windows-1252), .parquet or .xlsx file.
+        path: a .csv (any of , ; tab |; UTF-8 unless ``encoding`` says otherwise), .parquet or .xlsx file.
         customer_col: the customer id column (ids exported as numbers, 12346.0, become "12346").
         date_col: the date (or date and time) of the line.
         amount_col: the line amount; if absent, amount = quantity * price.
@@ -178,6 +179,7 @@ def import_transactions(
             quantities or amounts do). Ignored when every order id starts with it.
         max_bad_share: above this share of unparseable dates or amounts the import stops with an
             error (a wrong column or format) instead of dropping the lines.
+        encoding: a CSV file's text encoding, such as gbk (None: UTF-8).
 
     Returns:
         The orders and customers frames and the report.
@@ -202,7 +204,8 @@ def import_transactions(
     if category_col is not None and product_col is None:
         raise DataError("--category-col needs --product-col: the product group belongs to a line's product")
     columns = [c for c in dict.fromkeys(v for v in wanted.values() if v is not None)]
-    raw = read_transactions(source, columns=columns, flags={v: k for k, v in wanted.items() if v is not None}, sheet=sheet).reset_index(drop=True)
+    flags = {v: k for k, v in wanted.items() if v is not None}
+    raw = read_transactions(source, columns=columns, flags=flags, sheet=sheet, encoding=encoding).reset_index(drop=True)
     report = ImportReport(source=str(source), lines_read=len(raw))
     reason = pd.Series(pd.NA, index=raw.index, dtype="object")
 
@@ -275,7 +278,9 @@ def import_transactions(
     return ImportResult(orders=orders, customers=customers, report=report, order_lines=_order_lines(lines) if product_col is not None else None)
 
 
-def read_transactions(path: Path, *, columns: list[str], flags: dict[str, str] | None = None, sheet: str | int | None = None) -> pd.DataFrame:
+def read_transactions(
+    path: Path, *, columns: list[str], flags: dict[str, str] | None = None, sheet: str | int | None = None, encoding: str | None = None
+) -> pd.DataFrame:
     """Read the named columns of a CSV, Parquet or Excel file, as stored (CSV as text).
 
     Args:
@@ -283,6 +288,7 @@ def read_transactions(path: Path, *, columns: list[str], flags: dict[str, str] |
         columns: the columns needed; a missing one is a :class:`DataError` listing the file's columns.
         flags: column name to the CLI flag that named it, for messages.
         sheet: Excel sheet name or position.
+        encoding: a CSV file's text encoding (None: UTF-8; a file in another one is refused, naming ``--encoding``).
 
     Returns:
         A frame with exactly ``columns``.
@@ -293,13 +299,7 @@ def read_transactions(path: Path, *, columns: list[str], flags: dict[str, str] |
         raise DataError(f"{path} is a folder: give the transactions file itself (.csv, .parquet or .xlsx)")
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
-        sep = _sniff_csv(path)
-        try:
-            header = [str(c) for c in _read_csv(path, sep, nrows=0).columns]
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{path} is empty") from None
-        _check_columns(path, header, columns, flags)
-        return _read_csv(path, sep, usecols=columns, dtype="string", skipinitialspace=True)[columns]
+        return _read_csv(path, columns, flags, encoding)
     if suffix in PARQUET_SUFFIXES:
         import pyarrow.parquet as pq
 
@@ -358,24 +358,21 @@ def _check_columns(path: Path, header: list[str], columns: list[str], flags: dic
     raise DataError(f"{path} has no column {', '.join(parts)}. The file's columns are: {', '.join(map(repr, header))}")
 
 
-def _sniff_csv(path: Path) -> str:
-    with path.open("rb") as fh:
-        head = fh.read(1 << 16).decode("utf-8", errors="replace")
-    sample = "\n".join(head.splitlines()[:50])
+def _read_csv(path: Path, columns: list[str], flags: dict[str, str] | None, encoding: str | None) -> pd.DataFrame:
+    """The named columns of a CSV file as text, in its encoding (UTF-8 unless ``encoding`` says otherwise)."""
+    label = "--transactions"
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty")
+    shape = sniff_csv(path, encoding=encoding, setting="--encoding", label=label)
+    _check_columns(path, [h.strip() for h in shape.header], columns, flags)
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        return ","
-
-
-def _read_csv(path: Path, sep: str, **kwargs: object) -> pd.DataFrame:
-    """Read a CSV as UTF-8, falling back to Windows-1252 and Latin-1 (what spreadsheet exports use)."""
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            return pd.read_csv(path, sep=sep, encoding=encoding, **kwargs)  # type: ignore[call-overload]
-        except UnicodeDecodeError:
-            continue
-    return pd.read_csv(path, sep=sep, encoding="latin-1", **kwargs)  # type: ignore[call-overload]
+        frame = pd.read_csv(path, sep=shape.delimiter, encoding=shape.encoding, dtype="string", skipinitialspace=True)
+    except UnicodeDecodeError:
+        raise decode_failure(shape, "--encoding", label) or DataError(f"{path} is not {shape.encoding} text: {encoding_hint('--encoding')}") from None
+    except pd.errors.ParserError as err:
+        raise ragged_row(shape, label) or DataError(f"{path} cannot be read as CSV: {err}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame[columns]
 
 
 def _show(value: object) -> str:
