@@ -1017,25 +1017,39 @@ class _DuckDBWriter:
 
 
 class _PostgresWriter:
+    """Tables into one PostgreSQL schema (created when missing), every identifier quoted by psycopg."""
+
     _TYPES = {"float64": "double precision", "int64": "bigint", "Int64": "bigint", "bool": "boolean"}
 
     def __init__(self, url: str) -> None:
         clean, schema = _split_pg_url(url)
-        self.conn = psycopg.connect(clean.replace("postgresql+psycopg", "postgresql"), autocommit=False)
+        self.url = clean
+        try:
+            self.conn = psycopg.connect(clean.replace("postgresql+psycopg", "postgresql"), autocommit=False)
+        except psycopg.Error as err:
+            raise DataError(f"cannot connect to the database at {clean}: {_first_line(err)}") from None
         self.schema = schema or "public"
-        self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        self._run(pg_sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pg_sql.Identifier(self.schema)), what=f"creating schema {self.schema}")
 
-    def _sql_type(self, series: pd.Series) -> str:
+    def _sql_type(self, series: pd.Series) -> pg_sql.SQL:
         if pd.api.types.is_datetime64_any_dtype(series):
-            return "date"
-        return self._TYPES.get(str(series.dtype), "text")
+            return pg_sql.SQL("date")
+        return pg_sql.SQL(self._TYPES.get(str(series.dtype), "text"))
+
+    def _run(self, statement: pg_sql.Composed, *, what: str) -> None:
+        try:
+            self.conn.execute(statement)
+        except psycopg.Error as err:
+            self.conn.rollback()
+            raise DataError(f"{what} in the database at {self.url} failed: {_first_line(err)}") from None
 
     def write(self, name: str, frame: pd.DataFrame, first: bool) -> None:
-        table = f'"{self.schema}"."{name}"'
+        table = pg_sql.Identifier(self.schema, name)
+        columns = pg_sql.SQL(", ").join(pg_sql.Identifier(str(c)) for c in frame.columns)
         if first:
-            cols = ", ".join(f'"{c}" {self._sql_type(frame[c])}' for c in frame.columns)
-            self.conn.execute(f"DROP TABLE IF EXISTS {table}")
-            self.conn.execute(f"CREATE TABLE {table} ({cols})")
+            typed = pg_sql.SQL(", ").join(pg_sql.SQL("{} {}").format(pg_sql.Identifier(str(c)), self._sql_type(frame[c])) for c in frame.columns)
+            self._run(pg_sql.SQL("DROP TABLE IF EXISTS {}").format(table), what=f"replacing table {name}")
+            self._run(pg_sql.SQL("CREATE TABLE {} ({})").format(table, typed), what=f"creating table {name}")
         buf = io.StringIO()
         out = frame.copy()
         for col in out.columns:
@@ -1043,10 +1057,14 @@ class _PostgresWriter:
                 out[col] = out[col].dt.strftime("%Y-%m-%d")
         out.to_csv(buf, index=False, header=False, na_rep="\\N")
         buf.seek(0)
-        cols = ", ".join(f'"{c}"' for c in frame.columns)
-        with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
-            while data := buf.read(1 << 20):
-                copy.write(data)
+        copy_sql = pg_sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')").format(table, columns)
+        try:
+            with self.conn.cursor() as cur, cur.copy(copy_sql) as copy:
+                while data := buf.read(1 << 20):
+                    copy.write(data)
+        except psycopg.Error as err:
+            self.conn.rollback()
+            raise DataError(f"writing table {name} to the database at {self.url} failed: {_first_line(err)}") from None
 
     def close(self) -> None:
         self.conn.commit()

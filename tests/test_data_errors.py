@@ -151,3 +151,19 @@ def test_system_schemas_are_refused_for_reading_and_writing(schema: str, tmp_pat
     folder = _folder(tmp_path, {"orders.csv": ORDERS})
     code, said = _validate("--data", str(folder), "--copy-to", url)
     assert code == 2 and "system schema" in said
+
+
+def test_column_names_from_a_csv_header_reach_postgres_quoted(tmp_path: Path, pg_url: str) -> None:
+    hostile = 'note"; DROP TABLE customers; --'
+    header = 'order_id,customer_id,order_date,amount,"note""; DROP TABLE customers; --"'
+    folder = _folder(tmp_path, {"customers.csv": CUSTOMERS, "orders.csv": f"{header}\no1,c1,2024-04-03,10,first\no2,c2,2024-04-04,5,second\n"})
+    code, said = _validate("--data", str(folder), "--copy-to", pg_url)
+    assert code == 0, said
+    base, schema = pg_url.split("?schema=")
+    with psycopg.connect(base) as conn:
+        tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,))}
+        columns = [r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'orders' ORDER BY ordinal_position", (schema,))]
+    assert tables == {"customers", "orders"}
+    assert columns == ["order_id", "customer_id", "order_date", "amount", hostile]
+    notes = open_dataset(pg_url).con.table("orders").order_by("order_id")[hostile].to_pandas().tolist()
+    assert notes == ["first", "second"]
