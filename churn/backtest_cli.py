@@ -11,16 +11,16 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from churn.output import RedactingConsole
 from churn.settings import load_settings
 from features.dataset import DataError, open_dataset
 from training.backtest import BacktestConfig, BacktestResult, run_backtest
 from training.tracking import log_backtest
 
-_err = Console(stderr=True)
-_out = Console(width=140)
+_err = RedactingConsole(stderr=True)
+_out = RedactingConsole(width=140)
 
 
 def backtest_command(

@@ -19,8 +19,9 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from churn.output import RedactingConsole, redact_everything
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -40,8 +41,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-console = Console(stderr=True)
-out = Console(width=max(120, Console().width))
+
+
+@app.callback()
+def _start() -> None:
+    # every command: no password in a traceback or a log record (the consoles redact what they show)
+    redact_everything()
+
+
+console = RedactingConsole(stderr=True)
+out = RedactingConsole(width=max(120, RedactingConsole().width))
 
 DataOpt = Annotated[
     str | None,

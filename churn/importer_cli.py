@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-_err = Console(stderr=True)
-_out = Console()
+from churn.output import RedactingConsole
+
+_err = RedactingConsole(stderr=True)
+_out = RedactingConsole()
 
 
 def import_command(

@@ -37,9 +37,17 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def redact_logs() -> None:
-    """Redact every record handled by the root logger's handlers (call once at a program's start)."""
-    handlers = logging.getLogger().handlers or ([logging.lastResort] if logging.lastResort is not None else [])
-    for handler in handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+def redact_logs(*names: str) -> None:
+    """Redact the records of the named loggers and every record the root logger's handlers write.
+
+    Call once where a program starts (a logger's own filter sees only the records logged on it, so
+    the loggers whose messages may carry a location are named).
+
+    Args:
+        names: loggers to filter at the source, such as ``"churn.serving"``.
+    """
+    root = logging.getLogger()
+    handlers = root.handlers or ([logging.lastResort] if logging.lastResort is not None else [])
+    for target in [*handlers, *(logging.getLogger(n) for n in names)]:
+        if not any(isinstance(f, RedactingFilter) for f in target.filters):
+            target.addFilter(RedactingFilter())
