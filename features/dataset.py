@@ -723,13 +723,41 @@ def validate_frames(
     limit = pd.Timestamp(as_of or date.today())
     report = ValidationReport()
     unknown = sorted(set(frames) - set(TABLES))
-    frames = {n: f for n, f in frames.items() if n in TABLES}
+    frames = {n: f.reset_index(drop=True) for n, f in frames.items() if n in TABLES}
     _check_required(frames, source)
+    _check_required_columns(frames, source)
+    flags = _Flags(report)
+    clean: dict[str, pd.DataFrame] = {}
+    for name, raw in frames.items():
+        clean[name] = _coerce_types(raw, name, dayfirst=dayfirst, notes=report.notes)
+        report.rows_read[name] = len(raw)
+        flags.start(name, raw.index)
+        _flag_rows(flags, name, raw, clean[name], limit)
+    _flag_across_tables(flags, clean, frames)
+    if on_error == "quarantine":
+        _refuse_mostly_bad(report, flags.bad, source, max_quarantined_share)
+    if report.problems and on_error == "fail":
+        lines = "\n  - ".join(str(p) for p in report.problems)
+        raise DataError(
+            f"{source}: {sum(p.rows for p in report.problems)} problem(s) in the CRM data:\n  - {lines}\n"
+            "Fix the rows, or run with --on-error quarantine to set them aside in a file and go on with the rest."
+        )
+    for name, frame in clean.items():
+        bad = flags.bad[name]
+        if bad.any():
+            report.quarantine_files[name] = _write_quarantine(frames[name].loc[bad], flags.reasons[name][bad], quarantine_dir or Path("quarantine"), name)
+        clean[name] = frame.loc[~bad].reset_index(drop=True)
+        report.rows_loaded[name] = len(clean[name])
+    if unknown:
+        report.problems.append(Problem(",".join(unknown), "-", "ignored: not a contract table", 0, []))
+    return clean, report
 
+
+def _check_required_columns(frames: Mapping[str, pd.DataFrame], source: str) -> None:
+    """Every table has its required columns (no row can be saved otherwise)."""
     missing = []
     for name, frame in frames.items():
-        spec = TABLES[name]
-        absent = [c for c in spec.required if c not in frame.columns]
+        absent = [c for c in TABLES[name].required if c not in frame.columns]
         if absent:
             missing.append(
                 f"table {name} is missing required column(s) {', '.join(absent)} "
@@ -738,97 +766,87 @@ def validate_frames(
     if missing:
         raise DataError(f"{source}: " + "; ".join(missing))
 
-    bad_masks: dict[str, pd.Series] = {}
-    reasons: dict[str, pd.Series] = {}
-    clean: dict[str, pd.DataFrame] = {}
 
-    def flag(name: str, column: str, rule: str, mask: pd.Series, frame: pd.DataFrame) -> None:
+@dataclass
+class _Flags:
+    """The rows found bad so far, per table, with the reasons (for the quarantine file) and the report's problems."""
+
+    report: ValidationReport
+    bad: dict[str, pd.Series] = field(default_factory=dict)
+    reasons: dict[str, pd.Series] = field(default_factory=dict)
+
+    def start(self, name: str, index: pd.Index) -> None:
+        self.bad[name] = pd.Series(False, index=index)
+        self.reasons[name] = pd.Series("", index=index, dtype=object)
+
+    def flag(self, name: str, column: str, rule: str, mask: pd.Series, frame: pd.DataFrame) -> None:
+        """Mark the rows of ``mask`` as breaking ``rule`` on ``column``, with up to three examples from ``frame``."""
         mask = mask.fillna(False).astype(bool)
         n = int(mask.sum())
         if not n:
             return
-        cols = [c for c in (TABLES[name].key, "customer_id", column) if c and c in frame.columns]
-        cols = list(dict.fromkeys(cols))
-        examples = [
-            ", ".join(f"{c}={frame.at[i, c]!s}" for c in cols) for i in frame.index[mask][:3]
-        ]
-        report.problems.append(Problem(name, column, rule, n, examples))
-        bad_masks[name] = bad_masks[name] | mask
-        text = f"{column}: {rule}"
-        reasons[name] = reasons[name].where(~mask, reasons[name].where(reasons[name] == "", reasons[name] + "; ") + text)
+        cols = list(dict.fromkeys(c for c in (TABLES[name].key, "customer_id", column) if c and c in frame.columns))
+        examples = [", ".join(f"{c}={frame.at[i, c]!s}" for c in cols) for i in frame.index[mask][:3]]
+        self.report.problems.append(Problem(name, column, rule, n, examples))
+        self.bad[name] = self.bad[name] | mask
+        reasons = self.reasons[name]
+        self.reasons[name] = reasons.where(~mask, reasons.where(reasons == "", reasons + "; ") + f"{column}: {rule}")
 
-    for name, raw in frames.items():
-        spec = TABLES[name]
-        raw = raw.reset_index(drop=True)
-        typed = _coerce_types(raw, name, dayfirst=dayfirst, notes=report.notes)
-        report.rows_read[name] = len(raw)
-        bad_masks[name] = pd.Series(False, index=raw.index)
-        reasons[name] = pd.Series("", index=raw.index, dtype=object)
-        for col in spec.dates:
-            if col in raw.columns:
-                unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
-                flag(name, col, "with a date that cannot be parsed (use YYYY-MM-DD)", unparsed, raw)
-                if col != "due_at":  # an invoice may fall due after today; every other date is an event
-                    flag(name, col, f"dated after {limit.date()} (in the future of the as-of date)", typed[col] > limit, raw)
-        for col in spec.numbers:
-            if col in raw.columns:
-                unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
-                commas = raw.loc[unparsed, col].astype("string").str.fullmatch(_DECIMAL_COMMA).mean() > 0.5 if unparsed.any() else False
-                flag(name, col, "with a decimal comma (write 10.5, not 10,5)" if commas else "with a value that is not a number", unparsed, raw)
-        for col in raw.columns:
-            if pd.api.types.is_string_dtype(raw[col]) or raw[col].dtype == object:
-                nul = raw[col].astype("string").str.contains("\x00", regex=False)
-                flag(name, str(col), "with a NUL character (\\x00), which databases cannot store: remove it", nul, raw)
-        for col in spec.required:
-            already = bad_masks[name]
-            flag(name, col, "empty (the column is required)", typed[col].isna() & ~already, raw)
-        if spec.key:
-            dup = typed[spec.key].notna() & typed[spec.key].duplicated(keep=False)
-            flag(name, spec.key, "with a duplicated id (ids must be unique)", dup, raw)
-        if spec.unique:
-            together = list(spec.unique)
-            dup = typed[together].notna().all(axis=1) & typed.duplicated(subset=together, keep=False)
-            flag(name, spec.unique[-1], f"with the same {', '.join(together)} as another row (keep one)", dup, raw)
-        schema = _row_schema_failures(typed, name)
-        if name == "customer_history":
-            schema += _history_value_failures(typed)
-        for column, rule, mask in schema:
-            flag(name, column, rule, mask, raw)
-        clean[name] = typed
 
+def _flag_rows(flags: _Flags, name: str, raw: pd.DataFrame, typed: pd.DataFrame, limit: pd.Timestamp) -> None:
+    """The rules one table's rows must keep on their own: dates, numbers, text, required values, unique ids, the row schema."""
+    spec = TABLES[name]
+    for col in spec.dates:
+        if col in raw.columns:
+            unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
+            flags.flag(name, col, "with a date that cannot be parsed (use YYYY-MM-DD)", unparsed, raw)
+            if col != "due_at":  # an invoice may fall due after today; every other date is an event
+                flags.flag(name, col, f"dated after {limit.date()} (in the future of the as-of date)", typed[col] > limit, raw)
+    for col in spec.numbers:
+        if col in raw.columns:
+            unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
+            commas = raw.loc[unparsed, col].astype("string").str.fullmatch(_DECIMAL_COMMA).mean() > 0.5 if unparsed.any() else False
+            flags.flag(name, col, "with a decimal comma (write 10.5, not 10,5)" if commas else "with a value that is not a number", unparsed, raw)
+    for col in raw.columns:
+        if pd.api.types.is_string_dtype(raw[col]) or raw[col].dtype == object:
+            nul = raw[col].astype("string").str.contains("\x00", regex=False)
+            flags.flag(name, str(col), "with a NUL character (\\x00), which databases cannot store: remove it", nul, raw)
+    for col in spec.required:
+        flags.flag(name, col, "empty (the column is required)", typed[col].isna() & ~flags.bad[name], raw)
+    if spec.key:
+        dup = typed[spec.key].notna() & typed[spec.key].duplicated(keep=False)
+        flags.flag(name, spec.key, "with a duplicated id (ids must be unique)", dup, raw)
+    if spec.unique:
+        together = list(spec.unique)
+        dup = typed[together].notna().all(axis=1) & typed.duplicated(subset=together, keep=False)
+        flags.flag(name, spec.unique[-1], f"with the same {', '.join(together)} as another row (keep one)", dup, raw)
+    schema = _row_schema_failures(typed, name)
+    if name == "customer_history":
+        schema += _history_value_failures(typed)
+    for column, rule, mask in schema:
+        flags.flag(name, column, rule, mask, raw)
+
+
+def _flag_across_tables(flags: _Flags, clean: Mapping[str, pd.DataFrame], frames: Mapping[str, pd.DataFrame]) -> None:
+    """The rules between tables: a line of a known order, a row of a known customer."""
     if "order_lines" in clean:
-        orders = clean["orders"].loc[~bad_masks["orders"]]
+        orders = clean["orders"].loc[~flags.bad["orders"]]
         for column, rule, mask in _line_failures(clean["order_lines"], orders):
-            flag("order_lines", column, rule, mask, frames["order_lines"].reset_index(drop=True))
+            flags.flag("order_lines", column, rule, mask, frames["order_lines"])
     if "customers" in clean:
-        known = set(clean["customers"].loc[~bad_masks["customers"], "customer_id"].dropna())
+        known = set(clean["customers"].loc[~flags.bad["customers"], "customer_id"].dropna())
         for name, frame in clean.items():
             if name != "customers" and "customer_id" in frame.columns:
-                flag(name, "customer_id", "for a customer that is not in the customers table", ~frame["customer_id"].isin(known) & frame["customer_id"].notna(), frames[name].reset_index(drop=True))
+                unknown = ~frame["customer_id"].isin(known) & frame["customer_id"].notna()
+                flags.flag(name, "customer_id", "for a customer that is not in the customers table", unknown, frames[name])
 
-    if on_error == "quarantine":
-        _refuse_mostly_bad(report, bad_masks, source, max_quarantined_share)
-    if report.problems and on_error == "fail":
-        lines = "\n  - ".join(str(p) for p in report.problems)
-        raise DataError(
-            f"{source}: {sum(p.rows for p in report.problems)} problem(s) in the CRM data:\n  - {lines}\n"
-            "Fix the rows, or run with --on-error quarantine to set them aside in a file and go on with the rest."
-        )
-    for name, frame in clean.items():
-        bad = bad_masks[name]
-        if bad.any():
-            target = (quarantine_dir or Path("quarantine"))
-            target.mkdir(parents=True, exist_ok=True)
-            out = frames[name].reset_index(drop=True).loc[bad].copy()
-            out["problem"] = reasons[name][bad]
-            path = target / f"{name}.csv"
-            out.to_csv(path, index=False)
-            report.quarantine_files[name] = path
-        clean[name] = frame.loc[~bad].reset_index(drop=True)
-        report.rows_loaded[name] = len(clean[name])
-    if unknown:
-        report.problems.append(Problem(",".join(unknown), "-", "ignored: not a contract table", 0, []))
-    return clean, report
+
+def _write_quarantine(rows: pd.DataFrame, problems: pd.Series, folder: Path, name: str) -> Path:
+    """The bad rows of one table as they were read, with a ``problem`` column, in ``folder/<name>.csv``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.csv"
+    rows.assign(problem=problems).to_csv(path, index=False)
+    return path
 
 
 def _refuse_mostly_bad(report: ValidationReport, bad_masks: Mapping[str, pd.Series], source: str, max_share: float) -> None:
