@@ -579,14 +579,18 @@ def _engine_date(column: ibis.Value, kind: LocationKind) -> ibis.Value:
     return ibis.ifelse(text.re_search(_ISO_DAY), text.substr(0, 10).cast(dt.date), ibis.null(dt.date))
 
 
-def data_end_date(location: str | Path) -> date:
-    """The day after the newest order stored at ``location``, from one aggregate in the engine.
+def data_end_date(location: str | Path, *, dayfirst: bool | None = None, encoding: str | None = None) -> date:
+    """The day after the newest order stored at ``location``.
 
-    Only the newest order date is read (a date the engine cannot parse is skipped), so a caller
-    that opens the data with ``cut_at`` can still refuse an as-of date past the end of the data.
+    Only the order dates are read (one aggregate in the engine; the distinct values when they are
+    stored as text, read by :func:`features.dates.read_dates`, and a date that cannot be read is
+    skipped), so a caller that opens the data with ``cut_at`` can still refuse an as-of date past
+    the end of the data.
 
     Args:
         location: a folder, a .duckdb file or a postgresql:// URL.
+        dayfirst: how to read text dates like 03/04/2024 (None: as the rows tell).
+        encoding: the text encoding of a folder's CSV files (None: UTF-8).
 
     Returns:
         The day after the newest order.
@@ -594,11 +598,16 @@ def data_end_date(location: str | Path) -> date:
     kind = location_kind(location)
     con = connect(location, read_only=(kind == "duckdb"))
     try:
-        raw = _read_raw_tables(location, con)
+        raw = _read_raw_tables(location, con, encoding)
         _check_required(raw, str(location))
         if "order_date" not in raw["orders"].columns:
             raise DataError(f"table orders at {location} is missing required column order_date (rename or add it)")
-        newest = _engine_date(raw["orders"].order_date, kind).max().execute()
+        stored = raw["orders"].order_date
+        if stored.type().is_string():
+            text = raw["orders"].select("order_date").distinct().to_pandas()["order_date"]
+            newest = read_dates(text, label="table orders, column order_date", setting=DAYFIRST_SETTING, dayfirst=dayfirst).max()
+        else:
+            newest = _engine_date(stored, kind).max().execute()
     finally:
         con.disconnect()
     if newest is None or pd.isna(newest):

@@ -12,7 +12,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from features.dataset import DataError, open_dataset, validate_frames
+from features.dataset import DataError, data_end_date, open_dataset, validate_frames
 from features.dates import read_dates
 from features.importer import import_transactions
 
@@ -128,3 +128,10 @@ def test_postgres_text_dates_day_first_are_read_by_the_same_rules(pg_url: str) -
     got = ds.table("orders").order_by("order_id").order_date.to_pandas()
     assert [d.date() for d in got] == [date(2024, 4, 3), date(2024, 4, 25)]
     assert ds.report is not None and any("day first" in n for n in ds.report.notes)
+
+
+def test_the_end_of_day_first_data_is_read_by_the_same_rules(tmp_path: Path) -> None:
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    (folder / "orders.csv").write_text("order_id,customer_id,order_date,amount\no1,c1,03/04/2024,10\no2,c1,25/03/2024,5\no3,c1,not a date,1\n")
+    assert data_end_date(folder) == date(2024, 4, 4)
