@@ -85,7 +85,7 @@ def sniff_csv(path: Path, *, encoding: str | None, setting: str, label: str) -> 
         delimiter = ","
     header = next(csv.reader(lines[:1], delimiter=delimiter), [])
     shape = CsvShape(path, codec, delimiter, header)
-    _check_unique(shape, label)
+    check_unique_names(path.name, header, label)
     return shape
 
 
@@ -98,13 +98,18 @@ def not_in_encoding(path: Path, codec: str, err: UnicodeDecodeError, data: bytes
     return DataError(f"{label}: {path} is not {shown} text ({where}: bytes {err.object[err.start:err.start + 2]!r}): {encoding_hint(setting)}")
 
 
-def _check_unique(shape: CsvShape, label: str) -> None:
+def check_unique_names(file_name: str, header: list[str], label: str) -> None:
+    """Refuse a header that names a column twice (ignoring case and spaces, as the engines do).
+
+    Raises:
+        DataError: naming the column and both positions.
+    """
     seen: dict[str, int] = {}
-    for position, name in enumerate(shape.header, start=1):
-        key = name.strip().lower()
+    for position, name in enumerate(header, start=1):
+        key = str(name).strip().lower()
         if key in seen:
             raise DataError(
-                f"{label}: {shape.path.name} names the column {name.strip()!r} twice (columns {seen[key]} and {position} of the header): "
+                f"{label}: {file_name} names the column {str(name).strip()!r} twice (columns {seen[key]} and {position} of the header): "
                 "rename or remove one (only one of them could be read)"
             )
         seen[key] = position

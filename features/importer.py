@@ -18,9 +18,10 @@ from datetime import date
 from pathlib import Path
 from typing import cast
 
+import openpyxl
 import pandas as pd
 
-from features.csvfiles import decode_failure, encoding_hint, ragged_row, sniff_csv
+from features.csvfiles import check_unique_names, decode_failure, encoding_hint, ragged_row, sniff_csv
 from features.dates import read_dates
 from features.errors import DataError
 
@@ -307,6 +308,7 @@ def read_transactions(
             header = list(pq.read_schema(path).names)
         except Exception as err:  # noqa: BLE001 - any pyarrow failure means a broken file
             raise DataError(f"{path} cannot be read as Parquet: {err}") from None
+        check_unique_names(path.name, header, "--transactions")
         _check_columns(path, header, columns, flags)
         return pd.read_parquet(path, columns=columns)
     if suffix in EXCEL_SUFFIXES:
@@ -314,17 +316,28 @@ def read_transactions(
             frame = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, engine="openpyxl")
         except ValueError as err:
             if "not found" in str(err):
-                import openpyxl
-
                 names = openpyxl.load_workbook(path, read_only=True).sheetnames
                 raise DataError(f"{path} has no sheet {sheet!r}; it has {', '.join(map(repr, names))}") from None
             raise DataError(f"{path} cannot be read as Excel: {err}") from None
+        check_unique_names(path.name, _excel_header(path, sheet), "--transactions")
         frame.columns = [str(c) for c in frame.columns]
         _check_columns(path, list(frame.columns), columns, flags)
         return frame[columns]
     if suffix == ".xls":
         raise DataError(f"{path} is an old .xls workbook: save it as .xlsx or CSV and import that")
     raise DataError(f"{path}: unknown file type {suffix or '(none)'}; give a .csv, .parquet or .xlsx file")
+
+
+def _excel_header(path: Path, sheet: str | int | None) -> list[str]:
+    """The first row of a sheet as written (pandas renames a repeated name to ``name.1``)."""
+    book = openpyxl.load_workbook(path, read_only=True)
+    try:
+        sheets = book.worksheets
+        ws = book[sheet] if isinstance(sheet, str) else sheets[sheet or 0]
+        first = next(ws.iter_rows(min_row=1, max_row=1, values_only=True), ())
+        return [str(v) for v in first if v is not None]
+    finally:
+        book.close()
 
 
 def normalise_ids(series: pd.Series) -> pd.Series:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -74,6 +76,12 @@ def test_a_duplicated_column_name_is_named(tmp_path: Path) -> None:
     ledger.write_text("cust,when,amt,amt\n1,2024-01-01,5,6\n")
     with pytest.raises(DataError, match="names the column 'amt' twice"):
         import_transactions(ledger, customer_col="cust", date_col="when", amount_col="amt")
+    twice = pd.DataFrame([[1, "2024-01-01", 5.0, 6.0]], columns=["cust", "when", "amt", "amt"])
+    twice.to_excel(tmp_path / "ledger.xlsx", index=False)
+    pq.write_table(pa.Table.from_pandas(twice.set_axis(["cust", "when", "amt", "x"], axis=1)).rename_columns(["cust", "when", "amt", "amt"]), tmp_path / "ledger.parquet")
+    for suffix in (".xlsx", ".parquet"):
+        with pytest.raises(DataError, match=f"ledger{suffix} names the column 'amt' twice"):
+            import_transactions(tmp_path / f"ledger{suffix}", customer_col="cust", date_col="when", amount_col="amt")
 
 
 def test_a_row_with_extra_fields_is_named_by_its_line(tmp_path: Path) -> None:
