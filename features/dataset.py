@@ -28,10 +28,12 @@ import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
 from psycopg import sql as pg_sql
 
 from features.contract import ID_COLUMNS, MUTABLE_ATTRIBUTES, REQUIRED_TABLES, TABLES
-from features.csvfiles import decode_failure, ragged_row, sniff_csv, utf8_copy
+from features.csvfiles import check_unique_names, decode_failure, ragged_row, sniff_csv, utf8_copy
 from features.dates import read_dates
 from features.errors import DataError as DataError  # re-exported: the error every reader of CRM data raises
 
@@ -400,6 +402,7 @@ def _read_raw_tables(location: str | Path, con: ibis.BaseBackend, encoding: str 
             if path.suffix == ".csv":
                 out[name] = _read_csv_table(con, name, path, encoding)
             else:
+                check_unique_names(path.name, list(pq.read_schema(path).names), f"table {name}")
                 out[name] = con.read_parquet(str(path), table_name=f"raw_{name}")
         return out
     present = set(con.list_tables())
@@ -1002,9 +1005,6 @@ class _FolderWriter:
         self.writers: dict[str, Any] = {}  # pyarrow ParquetWriter per table
 
     def write(self, name: str, frame: pd.DataFrame, first: bool) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         path = self.folder / f"{name}.{self.fmt}"
         other = self.folder / f"{name}.{'csv' if self.fmt == 'parquet' else 'parquet'}"
         if first and other.exists():

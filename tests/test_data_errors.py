@@ -72,6 +72,11 @@ def test_a_duplicated_column_name_is_named(tmp_path: Path) -> None:
     folder = _folder(tmp_path, {"orders.csv": "order_id,customer_id,order_date,amount,Amount\no1,c1,2024-04-03,10,11\n"})
     code, said = _validate("--data", str(folder))
     assert code == 2 and "table orders: orders.csv names the column 'Amount' twice (columns 4 and 5 of the header)" in said
+    (folder / "orders.csv").unlink()
+    orders = pa.table({"order_id": ["o1"], "customer_id": ["c1"], "order_date": ["2024-04-03"], "amount": [10.0], "x": [11.0]})
+    pq.write_table(orders.rename_columns(["order_id", "customer_id", "order_date", "amount", "amount"]), folder / "orders.parquet")
+    code, said = _validate("--data", str(folder))
+    assert code == 2 and "table orders: orders.parquet names the column 'amount' twice" in said
     ledger = tmp_path / "ledger.csv"
     ledger.write_text("cust,when,amt,amt\n1,2024-01-01,5,6\n")
     with pytest.raises(DataError, match="names the column 'amt' twice"):
