@@ -27,12 +27,13 @@ import duckdb
 import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
+import pandera.errors as pae
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql as pg_sql
 
-from features.contract import ID_COLUMNS, MUTABLE_ATTRIBUTES, REQUIRED_TABLES, TABLES
+from features.contract import ID_COLUMNS, MUTABLE_ATTRIBUTES, REQUIRED_TABLES, TABLES, row_schema
 from features.csvfiles import check_unique_names, decode_failure, ragged_row, sniff_csv, utf8_copy
 from features.dates import read_dates
 from features.errors import DataError as DataError  # re-exported: the error every reader of CRM data raises
@@ -923,10 +924,6 @@ def _history_value_failures(history: pd.DataFrame) -> list[tuple[str, str, pd.Se
 
 def _row_schema_failures(typed: pd.DataFrame, name: str) -> list[tuple[str, str, pd.Series]]:
     """Run the pandera row schema and turn its failure cases into per-rule row masks."""
-    import pandera.errors as pae
-
-    from features.contract import row_schema
-
     schema = row_schema(TABLES[name], set(typed.columns))
     # required/unique are handled above with better messages; keep the value rules here
     for col in schema.columns.values():

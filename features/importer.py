@@ -20,6 +20,7 @@ from typing import cast
 
 import openpyxl
 import pandas as pd
+import pyarrow.parquet as pq
 
 from features.csvfiles import check_unique_names, decode_failure, encoding_hint, ragged_row, sniff_csv
 from features.dates import read_dates
@@ -302,8 +303,6 @@ def read_transactions(
     if suffix in CSV_SUFFIXES:
         return _read_csv(path, columns, flags, encoding)
     if suffix in PARQUET_SUFFIXES:
-        import pyarrow.parquet as pq
-
         try:
             header = list(pq.read_schema(path).names)
         except Exception as err:  # noqa: BLE001 - any pyarrow failure means a broken file
