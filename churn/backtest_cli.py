@@ -11,16 +11,16 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from churn.output import RedactingConsole
 from churn.settings import load_settings
 from features.dataset import DataError, open_dataset
 from training.backtest import BacktestConfig, BacktestResult, run_backtest
 from training.tracking import log_backtest
 
-_err = Console(stderr=True)
-_out = Console(width=140)
+_err = RedactingConsole(stderr=True)
+_out = RedactingConsole(width=140)
 
 
 def backtest_command(
@@ -50,9 +50,9 @@ def backtest_command(
             raise DataError(f"{flag} must end in .csv, not {path.name}")
 
     def open_at(t: date):
-        return open_dataset(settings.data, on_error=on_error, cut_at=t)  # type: ignore[arg-type]
+        return open_dataset(settings.data, on_error=on_error, cut_at=t, dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share)  # type: ignore[arg-type]
 
-    outcomes = open_dataset(settings.data, on_error=on_error)  # type: ignore[arg-type]
+    outcomes = open_dataset(settings.data, on_error=on_error, dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share)  # type: ignore[arg-type]
     try:
         with _err.status("backtest") as status:
             result = run_backtest(open_at, outcomes, config, progress=lambda msg: status.update(f"backtest: {msg}"))

@@ -19,8 +19,9 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from churn.output import RedactingConsole, redact_everything
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -40,12 +41,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-console = Console(stderr=True)
-out = Console(width=max(120, Console().width))
+
+
+@app.callback()
+def _start() -> None:
+    # every command: no password in a traceback or a log record (the consoles redact what they show)
+    redact_everything()
+
+
+console = RedactingConsole(stderr=True)
+out = RedactingConsole(width=max(120, RedactingConsole().width))
 
 DataOpt = Annotated[
     str | None,
     typer.Option("--data", "-d", help="CRM dataset: folder of CSV/Parquet, .duckdb file or postgresql:// URL [env CHURN_DATA; default data/crm.duckdb]."),
+]
+DayFirstOpt = Annotated[
+    bool | None,
+    typer.Option("--dayfirst/--monthfirst", help="Text dates like 03/04/2024 are day (or month) first [env CHURN_DAYFIRST; default: as each column's rows tell]."),
+]
+EncodingOpt = Annotated[
+    str | None,
+    typer.Option("--encoding", help="Text encoding of a folder's CSV files, e.g. gbk or gb18030 for Chinese Windows exports [env CHURN_ENCODING; default UTF-8]."),
 ]
 AsOfOpt = Annotated[
     datetime | None,
@@ -144,6 +161,11 @@ def validate(
     on_error: Annotated[str, typer.Option("--on-error", help="fail (default) or quarantine: bad rows go to a file next to the data.")] = "fail",
     as_of: AsOfOpt = None,
     copy_to: Annotated[str | None, typer.Option("--copy-to", help="Write the good rows to this store (folder, .duckdb or URL).")] = None,
+    dayfirst: DayFirstOpt = None,
+    encoding: EncodingOpt = None,
+    max_quarantined_share: Annotated[
+        float | None, typer.Option("--max-quarantined-share", min=0.01, max=1.0, help="Stop when a table would lose more than this share of its rows to quarantine [env CHURN_MAX_QUARANTINED_SHARE; default 0.5].")
+    ] = None,
 ) -> None:
     """Check a CRM dataset against the data contract; optionally quarantine bad rows and copy the good ones.
 
@@ -153,11 +175,12 @@ def validate(
 
     if on_error not in ("fail", "quarantine"):
         raise DataError(f"--on-error must be fail or quarantine, not {on_error!r}")
-    settings = _settings(data=data)
+    settings = _settings(data=data, dayfirst=dayfirst, encoding=encoding, max_quarantined_share=max_quarantined_share)
     location = settings.data
-    frames = read_raw_frames(location)
+    frames = read_raw_frames(location, encoding=settings.encoding)
     clean, report = validate_frames(
-        frames, as_of=_as_date(as_of), on_error=on_error, source=location, quarantine_dir=default_quarantine_dir(location)  # type: ignore[arg-type]
+        frames, as_of=_as_date(as_of), on_error=on_error, source=location, quarantine_dir=default_quarantine_dir(location), dayfirst=settings.dayfirst,  # type: ignore[arg-type]
+        max_quarantined_share=settings.max_quarantined_share,
     )
     table = Table(title=f"CRM data at {location}")
     for col in ("table", "rows read", "loaded", "quarantined", "file"):
@@ -166,6 +189,8 @@ def validate(
         q = n - report.rows_loaded[name]
         table.add_row(name, f"{n:,}", f"{report.rows_loaded[name]:,}", f"{q:,}", str(report.quarantine_files.get(name, "")))
     out.print(table)
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False)
     for p in report.problems:
         console.print(f"[yellow]quarantined:[/] {p}", highlight=False)
     if copy_to:
@@ -182,6 +207,8 @@ def features(
     training_set: Annotated[bool, typer.Option("--training-set", help="Stack labelled snapshots over the history instead of one snapshot.")] = False,
     horizon: Annotated[int | None, typer.Option(help="Churn horizon in days (for --training-set).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
+    dayfirst: DayFirstOpt = None,
+    encoding: EncodingOpt = None,
 ) -> None:
     """Build the point-in-time customer snapshot (or the labelled training set) and write it to a file.
 
@@ -191,11 +218,11 @@ def features(
     from features.registry import FEATURES
     from features.snapshot import build_snapshot, build_training_set
 
-    settings = _settings(data=data, horizon_days=horizon)
+    settings = _settings(data=data, horizon_days=horizon, dayfirst=dayfirst, encoding=encoding)
     if out_file is not None and out_file.suffix not in (".parquet", ".csv"):
         raise DataError(f"--out must end in .parquet or .csv, not {out_file.name}")
     # rows on or after --as-of are neither read nor validated: the engine's query leaves them out
-    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of))  # type: ignore[arg-type]
+    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of), dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share)  # type: ignore[arg-type]
     started = time.perf_counter()
     if training_set:
         with _progress("snapshots") as bar:
@@ -239,6 +266,8 @@ def train(
     as_of: AsOfOpt = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
+    dayfirst: DayFirstOpt = None,
+    encoding: EncodingOpt = None,
 ) -> None:
     """Train, evaluate against baselines on a later period, calibrate, track and register a model.
 
@@ -247,9 +276,9 @@ def train(
     from features.dataset import open_dataset
     from training.train import train as run_training
 
-    settings = _settings(data=data, horizon_days=horizon, seed=seed)
+    settings = _settings(data=data, horizon_days=horizon, seed=seed, dayfirst=dayfirst, encoding=encoding)
     # rows on or after --as-of are neither read nor validated: the engine's query leaves them out
-    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of))  # type: ignore[arg-type]
+    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of), dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share)  # type: ignore[arg-type]
     try:
         with console.status("training") as status:
             result = run_training(

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-_err = Console(stderr=True)
-_out = Console()
+from churn.output import RedactingConsole
+
+_err = RedactingConsole(stderr=True)
+_out = RedactingConsole()
 
 
 def import_command(
@@ -31,9 +32,10 @@ def import_command(
     category_col: Annotated[str | None, typer.Option("--category-col", help="Column with the line's product group (with --product-col).")] = None,
     sheet: Annotated[str | None, typer.Option("--sheet", help="Excel sheet name (default: the first sheet).")] = None,
     date_format: Annotated[str | None, typer.Option("--date-format", help="strptime format of the dates, e.g. %d/%m/%Y %H:%M (default: detected).")] = None,
-    dayfirst: Annotated[bool, typer.Option("--dayfirst", help="Read ambiguous dates like 03/04/2011 as day first.")] = False,
+    dayfirst: Annotated[bool | None, typer.Option("--dayfirst/--monthfirst", help="Dates like 03/04/2011 are day (or month) first; default: as the rows tell (25/04/2011 is day first).")] = None,
     cancel_prefix: Annotated[str, typer.Option("--cancel-prefix", help="Order ids starting with this mark cancellations ('' for none).")] = "C",
     file_format: Annotated[str, typer.Option("--format", help="For a folder target: parquet or csv.")] = "parquet",
+    encoding: Annotated[str | None, typer.Option("--encoding", help="Text encoding of a CSV file, e.g. gbk or gb18030 (Chinese Windows exports), cp1252 (default: UTF-8).")] = None,
 ) -> None:
     """Import a transactions export as the orders and customers tables (and order_lines), and report what was dropped and why.
 
@@ -60,8 +62,9 @@ def import_command(
             category_col=category_col,
             sheet=sheet,
             date_format=date_format,
-            dayfirst=True if dayfirst else None,
+            dayfirst=dayfirst,
             cancel_prefix=cancel_prefix or None,
+            encoding=encoding,
         )
         if result.orders.empty:
             raise DataError(f"no line of {transactions} could be used: see the reasons above")

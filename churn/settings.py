@@ -34,6 +34,14 @@ class Settings(BaseSettings):
         default=str(PROJECT_ROOT / "data" / "crm.duckdb"),
         description="CRM dataset: a folder of CSV/Parquet files, a .duckdb file, or a postgresql:// URL.",
     )
+    dayfirst: bool | None = Field(
+        default=None,
+        description="How to read text dates like 03/04/2024: day first (true) or month first (false); empty: as each column's rows tell.",
+    )
+    encoding: str | None = Field(default=None, description="Text encoding of a folder's CSV files, e.g. gbk or gb18030; empty: UTF-8.")
+    max_quarantined_share: float = Field(
+        default=0.5, gt=0, le=1, description="With --on-error quarantine, a table with more than this share of bad rows stops (the file is likely read wrong)."
+    )
     tracking_uri: str = Field(
         default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(),
         description="MLflow tracking URI (MLFLOW_TRACKING_URI is honoured).",

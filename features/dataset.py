@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -22,20 +23,32 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+import duckdb
 import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
+import pandera.errors as pae
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from psycopg import sql as pg_sql
 
-from features.contract import ID_COLUMNS, MUTABLE_ATTRIBUTES, REQUIRED_TABLES, TABLES
+from features.contract import ID_COLUMNS, MUTABLE_ATTRIBUTES, REQUIRED_TABLES, TABLES, row_schema
+from features.csvfiles import check_unique_names, decode_failure, ragged_row, sniff_csv, utf8_copy
+from features.dates import read_dates
+from features.errors import DataError as DataError  # re-exported: the error every reader of CRM data raises
 
 OnError = Literal["fail", "quarantine"]
 LocationKind = Literal["folder", "duckdb", "postgres"]
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
-
-class DataError(ValueError):
-    """Bad input a user can fix; the message says which table, column and what to do."""
+DAYFIRST_SETTING = "--dayfirst or --monthfirst (CHURN_DAYFIRST=true or false)"
+"""How a user says the day/month order of dates like 03/04/2024, for messages."""
+ENCODING_SETTING = "--encoding (CHURN_ENCODING)"
+"""How a user says the text encoding of a folder's CSV files, for messages."""
+MAX_QUARANTINED_SHARE = 0.5
+"""Above this share of a table's rows in quarantine, validation stops instead of going on with the rest."""
 
 
 def location_kind(location: str | Path) -> LocationKind:
@@ -61,26 +74,37 @@ def location_kind(location: str | Path) -> LocationKind:
 
 
 def _split_pg_url(url: str) -> tuple[str, str | None]:
-    """Separate our ``schema`` query parameter from a PostgreSQL URL."""
+    """Separate our ``schema`` query parameter from a PostgreSQL URL; a system schema is refused."""
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     schema = query.pop("schema", [None])[0]
     if schema is not None and not _SCHEMA_NAME.match(schema):
         raise DataError(f"schema {schema!r} in the database URL is not a plain SQL name")
+    if schema is not None and (schema.lower().startswith("pg_") or schema.lower() == "information_schema"):
+        raise DataError(f"schema {schema!r} in the database URL is a PostgreSQL system schema: CRM tables go in a schema of their own (?schema=crm)")
     scheme = "postgresql"
     clean = urlunsplit((scheme, parts.netloc, parts.path, urlencode(query, doseq=True), parts.fragment))
     return clean, schema
 
 
 def connect(location: str | Path, *, read_only: bool = False) -> ibis.BaseBackend:
-    """An Ibis connection to the engine behind ``location`` (in-memory DuckDB for a folder)."""
+    """An Ibis connection to the engine behind ``location`` (in-memory DuckDB for a folder).
+
+    A PostgreSQL schema must exist (reading needs only SELECT; the writers create it); the
+    connection's search path is set to it.
+
+    Raises:
+        DataError: the database cannot be reached or the schema does not exist (the message never shows a password).
+    """
     kind = location_kind(location)
     if kind == "postgres":
         url, schema = _split_pg_url(str(location))
-        con = ibis.connect(url)
+        try:
+            con = ibis.connect(url)
+        except psycopg.Error as err:
+            raise DataError(f"cannot connect to the database at {url}: {_first_line(err)}") from None
         if schema:
-            con.raw_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            con.raw_sql(f'SET search_path TO "{schema}"')
+            _use_schema(con, url, schema)
         return con
     if kind == "duckdb":
         path = Path(location)
@@ -89,6 +113,20 @@ def connect(location: str | Path, *, read_only: bool = False) -> ibis.BaseBacken
         path.parent.mkdir(parents=True, exist_ok=True)
         return ibis.duckdb.connect(str(path), read_only=read_only)
     return ibis.duckdb.connect()
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _use_schema(con: ibis.BaseBackend, url: str, schema: str) -> None:
+    """Point the connection's search path at ``schema``, which must exist."""
+    with con.con.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        if cur.fetchone() is None:
+            con.disconnect()
+            raise DataError(f"no schema {schema!r} in the database at {url}: write the data there first (churn generate or churn validate --copy-to), or check ?schema=")
+        cur.execute(pg_sql.SQL("SET search_path TO {}").format(pg_sql.Identifier(schema)))
 
 
 def _folder_files(folder: Path) -> dict[str, Path]:
@@ -262,6 +300,7 @@ class CRMDataset:
 
 # the later event that settles a row: on or after T it has not happened yet
 _SETTLED_BY = {"complaints": "resolved_at", "invoices": "paid_at"}
+_DECIMAL_COMMA = r"\s*[+-]?[0-9.\s']*,[0-9]+\s*"
 _NUMBER = r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
 
 
@@ -353,7 +392,7 @@ def _check_required(tables: Mapping[str, object], location: str) -> None:
             )
 
 
-def _read_raw_tables(location: str | Path, con: ibis.BaseBackend) -> dict[str, ibis.Table]:
+def _read_raw_tables(location: str | Path, con: ibis.BaseBackend, encoding: str | None = None) -> dict[str, ibis.Table]:
     kind = location_kind(location)
     if kind == "folder":
         folder = Path(location)
@@ -362,19 +401,49 @@ def _read_raw_tables(location: str | Path, con: ibis.BaseBackend) -> dict[str, i
         out = {}
         for name, path in _folder_files(folder).items():
             if path.suffix == ".csv":
-                out[name] = con.read_csv(str(path), table_name=f"raw_{name}", all_varchar=True)
+                out[name] = _read_csv_table(con, name, path, encoding)
             else:
+                check_unique_names(path.name, list(pq.read_schema(path).names), f"table {name}")
                 out[name] = con.read_parquet(str(path), table_name=f"raw_{name}")
         return out
     present = set(con.list_tables())
     return {name: con.table(name) for name in TABLES if name in present}
 
 
-def read_raw_frames(location: str | Path) -> dict[str, pd.DataFrame]:
-    """Every contract table at ``location`` as it is stored (no type coercion), for validation and copying."""
+def _read_csv_table(con: ibis.BaseBackend, name: str, path: Path, encoding: str | None) -> ibis.Table:
+    """A CSV file of a folder dataset as a table of text columns, read into the engine now.
+
+    The file's header and delimiter are read first (in its encoding, UTF-8 by default); a file in
+    another encoding is re-encoded for DuckDB. When the engine cannot read the file, the first row
+    with more or fewer fields than the header, or the first bytes that are not text, are named.
+
+    Raises:
+        DataError: the file is not text in its encoding, names a column twice, or has a row that does not fit the header.
+    """
+    label = f"table {name}"
+    shape = sniff_csv(path, encoding=encoding, setting=ENCODING_SETTING, label=label)
+    with tempfile.TemporaryDirectory(prefix="churn-csv-") as tmp:
+        source = path if shape.encoding == "utf-8-sig" else utf8_copy(shape, Path(tmp) / path.name, ENCODING_SETTING, label)
+        try:
+            stored = con.read_csv(str(source), table_name=f"raw_{name}_file", all_varchar=True, header=True, delim=shape.delimiter, quote='"')
+            return con.create_table(f"raw_{name}", stored, overwrite=True)
+        except duckdb.Error as err:
+            found = decode_failure(shape, ENCODING_SETTING, label) or ragged_row(shape, label)
+            if found is not None:
+                raise found from None
+            raise DataError(f"{label}: {path} cannot be read as CSV: {str(err).splitlines()[0]}") from None
+
+
+def read_raw_frames(location: str | Path, *, encoding: str | None = None) -> dict[str, pd.DataFrame]:
+    """Every contract table at ``location`` as it is stored (no type coercion), for validation and copying.
+
+    Args:
+        location: a folder, a .duckdb file or a postgresql:// URL.
+        encoding: the text encoding of a folder's CSV files (None: UTF-8).
+    """
     kind = location_kind(location)
     con = connect(location, read_only=(kind == "duckdb"))
-    raw = _read_raw_tables(location, con)
+    raw = _read_raw_tables(location, con, encoding)
     _check_required(raw, str(location))
     return {name: t.to_pandas() for name, t in raw.items()}
 
@@ -387,6 +456,9 @@ def open_dataset(
     as_of: date | None = None,
     quarantine_dir: Path | None = None,
     cut_at: date | None = None,
+    dayfirst: bool | None = None,
+    encoding: str | None = None,
+    max_quarantined_share: float = MAX_QUARANTINED_SHARE,
 ) -> CRMDataset:
     """Open a CRM dataset for feature computation.
 
@@ -400,13 +472,16 @@ def open_dataset(
         cut_at: read only what was known on this day: the engine's query keeps the rows dated
             before it (and the rows whose date it cannot parse, for validation to report), so a
             later row is neither read nor validated; the result is then :meth:`CRMDataset.cut`.
+        dayfirst: how to read text dates like 03/04/2024 (None: as each column's rows tell).
+        encoding: the text encoding of a folder's CSV files (None: UTF-8).
+        max_quarantined_share: with quarantine, more bad rows than this share of a table stop it.
 
     Returns:
         The opened dataset.
     """
     kind = location_kind(location)
     con = connect(location, read_only=(kind == "duckdb"))
-    raw = _read_raw_tables(location, con)
+    raw = _read_raw_tables(location, con, encoding)
     _check_required(raw, str(location))
     if cut_at is not None:
         stored_orders = raw["orders"]
@@ -419,18 +494,25 @@ def open_dataset(
         if validate:
             frames, report = validate_frames(
                 frames, as_of=as_of, on_error=on_error, source=str(location),
-                quarantine_dir=quarantine_dir or default_quarantine_dir(location),
+                quarantine_dir=quarantine_dir or default_quarantine_dir(location), dayfirst=dayfirst,
+                max_quarantined_share=max_quarantined_share,
             )
-        if kind == "folder" or (report is not None and report.quarantined):
+        # the engine reads text dates only as ISO: where a store keeps them as text, the frames read them
+        if kind == "folder" or (report is not None and report.quarantined) or (report is not None and _has_text_dates(raw)):
             if kind == "duckdb":
                 con = ibis.duckdb.connect()  # the file is read-only: clean rows go to memory
             raw = {
-                name: con.create_table(f"clean_{name}", _coerce_types(frame, name), temp=(kind == "postgres"))
+                name: con.create_table(f"clean_{name}", _coerce_types(frame, name, dayfirst=dayfirst), temp=(kind == "postgres"))
                 for name, frame in frames.items()
             }
     tables = {name: _normalise(t, name) for name, t in raw.items()}
     dataset = CRMDataset(str(location), con, tables, kind, report)
     return dataset.cut(cut_at) if cut_at is not None else dataset
+
+
+def _has_text_dates(raw: Mapping[str, ibis.Table]) -> bool:
+    """Whether a stored table keeps one of its contract date columns as text."""
+    return any(table[col].type().is_string() for name, table in raw.items() for col in TABLES[name].dates if col in table.columns)
 
 
 def _known_before(table: ibis.Table, name: str, cut_at: date, kind: LocationKind) -> ibis.Table:
@@ -501,14 +583,18 @@ def _engine_date(column: ibis.Value, kind: LocationKind) -> ibis.Value:
     return ibis.ifelse(text.re_search(_ISO_DAY), text.substr(0, 10).cast(dt.date), ibis.null(dt.date))
 
 
-def data_end_date(location: str | Path) -> date:
-    """The day after the newest order stored at ``location``, from one aggregate in the engine.
+def data_end_date(location: str | Path, *, dayfirst: bool | None = None, encoding: str | None = None) -> date:
+    """The day after the newest order stored at ``location``.
 
-    Only the newest order date is read (a date the engine cannot parse is skipped), so a caller
-    that opens the data with ``cut_at`` can still refuse an as-of date past the end of the data.
+    Only the order dates are read (one aggregate in the engine; the distinct values when they are
+    stored as text, read by :func:`features.dates.read_dates`, and a date that cannot be read is
+    skipped), so a caller that opens the data with ``cut_at`` can still refuse an as-of date past
+    the end of the data.
 
     Args:
         location: a folder, a .duckdb file or a postgresql:// URL.
+        dayfirst: how to read text dates like 03/04/2024 (None: as the rows tell).
+        encoding: the text encoding of a folder's CSV files (None: UTF-8).
 
     Returns:
         The day after the newest order.
@@ -516,11 +602,16 @@ def data_end_date(location: str | Path) -> date:
     kind = location_kind(location)
     con = connect(location, read_only=(kind == "duckdb"))
     try:
-        raw = _read_raw_tables(location, con)
+        raw = _read_raw_tables(location, con, encoding)
         _check_required(raw, str(location))
         if "order_date" not in raw["orders"].columns:
             raise DataError(f"table orders at {location} is missing required column order_date (rename or add it)")
-        newest = _engine_date(raw["orders"].order_date, kind).max().execute()
+        stored = raw["orders"].order_date
+        if stored.type().is_string():
+            text = raw["orders"].select("order_date").distinct().to_pandas()["order_date"]
+            newest = read_dates(text, label="table orders, column order_date", setting=DAYFIRST_SETTING, dayfirst=dayfirst).max()
+        else:
+            newest = _engine_date(stored, kind).max().execute()
     finally:
         con.disconnect()
     if newest is None or pd.isna(newest):
@@ -560,25 +651,36 @@ class Problem:
 
 @dataclass
 class ValidationReport:
-    """What validation found: rows read, rows kept and the problems, per table."""
+    """What validation found: rows read, rows kept and the problems, per table, and how it read them (notes)."""
 
     rows_read: dict[str, int] = field(default_factory=dict)
     rows_loaded: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     quarantine_files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def quarantined(self) -> dict[str, int]:
         return {t: self.rows_read[t] - self.rows_loaded[t] for t in self.rows_read if self.rows_read[t] != self.rows_loaded[t]}
 
 
-def _coerce_types(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Contract types, raising nothing: values that do not parse become missing (caught by validation)."""
+def _coerce_types(frame: pd.DataFrame, name: str, *, dayfirst: bool | None = None, notes: list[str] | None = None) -> pd.DataFrame:
+    """Contract types: values that do not parse become missing (caught by validation).
+
+    Args:
+        frame: one table as read.
+        name: its contract name.
+        dayfirst: how to read dates like 03/04/2024 (None: as the column's rows tell).
+        notes: what was decided about the dates is appended here.
+
+    Raises:
+        DataError: a date column whose day and month cannot be told apart.
+    """
     spec = TABLES[name]
     out = frame.copy()
     for col in out.columns:
         if col in spec.dates:
-            out[col] = _parse_dates(out[col])
+            out[col] = read_dates(out[col], label=f"table {name}, column {col}", setting=DAYFIRST_SETTING, dayfirst=dayfirst, notes=notes)
         elif col in spec.numbers:
             out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
         elif col in spec.columns:
@@ -596,21 +698,6 @@ def _as_text(series: pd.Series) -> pd.Series:
     return s.mask(s == "", pd.NA)
 
 
-def _parse_dates(series: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(series):
-        s = series.dt.tz_localize(None) if getattr(series.dt, "tz", None) is not None else series
-        return s.dt.normalize().astype("datetime64[us]")
-    if series.dtype == object and len(series.dropna()) and isinstance(series.dropna().iloc[0], date):
-        return pd.to_datetime(series, errors="coerce").dt.normalize().astype("datetime64[us]")
-    text = series.astype("string").str.strip()
-    text = text.mask(text == "", pd.NA)
-    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
-    retry = parsed.isna() & text.notna()
-    if retry.any():
-        parsed = parsed.mask(retry, pd.to_datetime(text[retry], errors="coerce", format="mixed", dayfirst=False))
-    return parsed.dt.normalize().astype("datetime64[us]")
-
-
 def validate_frames(
     frames: Mapping[str, pd.DataFrame],
     *,
@@ -618,6 +705,8 @@ def validate_frames(
     on_error: OnError = "fail",
     source: str = "data",
     quarantine_dir: Path | None = None,
+    dayfirst: bool | None = None,
+    max_quarantined_share: float = MAX_QUARANTINED_SHARE,
 ) -> tuple[dict[str, pd.DataFrame], ValidationReport]:
     """Check CRM tables against the contract.
 
@@ -634,6 +723,10 @@ def validate_frames(
         on_error: "fail" or "quarantine".
         source: the dataset's location, for messages.
         quarantine_dir: where bad rows are written in quarantine mode.
+        dayfirst: how to read dates like 03/04/2024; None: as each column's rows tell (a column
+            where they do not is refused, naming the setting).
+        max_quarantined_share: in quarantine mode, a table with more than this share of bad rows
+            stops validation (the file is more likely read wrong than its rows bad).
 
     Returns:
         The clean frames (contract types) and the report.
@@ -643,13 +736,41 @@ def validate_frames(
     limit = pd.Timestamp(as_of or date.today())
     report = ValidationReport()
     unknown = sorted(set(frames) - set(TABLES))
-    frames = {n: f for n, f in frames.items() if n in TABLES}
+    frames = {n: f.reset_index(drop=True) for n, f in frames.items() if n in TABLES}
     _check_required(frames, source)
+    _check_required_columns(frames, source)
+    flags = _Flags(report)
+    clean: dict[str, pd.DataFrame] = {}
+    for name, raw in frames.items():
+        clean[name] = _coerce_types(raw, name, dayfirst=dayfirst, notes=report.notes)
+        report.rows_read[name] = len(raw)
+        flags.start(name, raw.index)
+        _flag_rows(flags, name, raw, clean[name], limit)
+    _flag_across_tables(flags, clean, frames)
+    if on_error == "quarantine":
+        _refuse_mostly_bad(report, flags.bad, source, max_quarantined_share)
+    if report.problems and on_error == "fail":
+        lines = "\n  - ".join(str(p) for p in report.problems)
+        raise DataError(
+            f"{source}: {sum(p.rows for p in report.problems)} problem(s) in the CRM data:\n  - {lines}\n"
+            "Fix the rows, or run with --on-error quarantine to set them aside in a file and go on with the rest."
+        )
+    for name, frame in clean.items():
+        bad = flags.bad[name]
+        if bad.any():
+            report.quarantine_files[name] = _write_quarantine(frames[name].loc[bad], flags.reasons[name][bad], quarantine_dir or Path("quarantine"), name)
+        clean[name] = frame.loc[~bad].reset_index(drop=True)
+        report.rows_loaded[name] = len(clean[name])
+    if unknown:
+        report.problems.append(Problem(",".join(unknown), "-", "ignored: not a contract table", 0, []))
+    return clean, report
 
+
+def _check_required_columns(frames: Mapping[str, pd.DataFrame], source: str) -> None:
+    """Every table has its required columns (no row can be saved otherwise)."""
     missing = []
     for name, frame in frames.items():
-        spec = TABLES[name]
-        absent = [c for c in spec.required if c not in frame.columns]
+        absent = [c for c in TABLES[name].required if c not in frame.columns]
         if absent:
             missing.append(
                 f"table {name} is missing required column(s) {', '.join(absent)} "
@@ -658,90 +779,106 @@ def validate_frames(
     if missing:
         raise DataError(f"{source}: " + "; ".join(missing))
 
-    bad_masks: dict[str, pd.Series] = {}
-    reasons: dict[str, pd.Series] = {}
-    clean: dict[str, pd.DataFrame] = {}
 
-    def flag(name: str, column: str, rule: str, mask: pd.Series, frame: pd.DataFrame) -> None:
+@dataclass
+class _Flags:
+    """The rows found bad so far, per table, with the reasons (for the quarantine file) and the report's problems."""
+
+    report: ValidationReport
+    bad: dict[str, pd.Series] = field(default_factory=dict)
+    reasons: dict[str, pd.Series] = field(default_factory=dict)
+
+    def start(self, name: str, index: pd.Index) -> None:
+        self.bad[name] = pd.Series(False, index=index)
+        self.reasons[name] = pd.Series("", index=index, dtype=object)
+
+    def flag(self, name: str, column: str, rule: str, mask: pd.Series, frame: pd.DataFrame) -> None:
+        """Mark the rows of ``mask`` as breaking ``rule`` on ``column``, with up to three examples from ``frame``."""
         mask = mask.fillna(False).astype(bool)
         n = int(mask.sum())
         if not n:
             return
-        cols = [c for c in (TABLES[name].key, "customer_id", column) if c and c in frame.columns]
-        cols = list(dict.fromkeys(cols))
-        examples = [
-            ", ".join(f"{c}={frame.at[i, c]!s}" for c in cols) for i in frame.index[mask][:3]
-        ]
-        report.problems.append(Problem(name, column, rule, n, examples))
-        bad_masks[name] = bad_masks[name] | mask
-        text = f"{column}: {rule}"
-        reasons[name] = reasons[name].where(~mask, reasons[name].where(reasons[name] == "", reasons[name] + "; ") + text)
+        cols = list(dict.fromkeys(c for c in (TABLES[name].key, "customer_id", column) if c and c in frame.columns))
+        examples = [", ".join(f"{c}={frame.at[i, c]!s}" for c in cols) for i in frame.index[mask][:3]]
+        self.report.problems.append(Problem(name, column, rule, n, examples))
+        self.bad[name] = self.bad[name] | mask
+        reasons = self.reasons[name]
+        self.reasons[name] = reasons.where(~mask, reasons.where(reasons == "", reasons + "; ") + f"{column}: {rule}")
 
-    for name, raw in frames.items():
-        spec = TABLES[name]
-        raw = raw.reset_index(drop=True)
-        typed = _coerce_types(raw, name)
-        report.rows_read[name] = len(raw)
-        bad_masks[name] = pd.Series(False, index=raw.index)
-        reasons[name] = pd.Series("", index=raw.index, dtype=object)
-        for col in spec.dates:
-            if col in raw.columns:
-                unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
-                flag(name, col, "with a date that cannot be parsed (use YYYY-MM-DD)", unparsed, raw)
-                if col != "due_at":  # an invoice may fall due after today; every other date is an event
-                    flag(name, col, f"dated after {limit.date()} (in the future of the as-of date)", typed[col] > limit, raw)
-        for col in spec.numbers:
-            if col in raw.columns:
-                unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
-                flag(name, col, "with a value that is not a number", unparsed, raw)
-        for col in spec.required:
-            already = bad_masks[name]
-            flag(name, col, "empty (the column is required)", typed[col].isna() & ~already, raw)
-        if spec.key:
-            dup = typed[spec.key].notna() & typed[spec.key].duplicated(keep=False)
-            flag(name, spec.key, "with a duplicated id (ids must be unique)", dup, raw)
-        if spec.unique:
-            together = list(spec.unique)
-            dup = typed[together].notna().all(axis=1) & typed.duplicated(subset=together, keep=False)
-            flag(name, spec.unique[-1], f"with the same {', '.join(together)} as another row (keep one)", dup, raw)
-        schema = _row_schema_failures(typed, name)
-        if name == "customer_history":
-            schema += _history_value_failures(typed)
-        for column, rule, mask in schema:
-            flag(name, column, rule, mask, raw)
-        clean[name] = typed
 
+def _flag_rows(flags: _Flags, name: str, raw: pd.DataFrame, typed: pd.DataFrame, limit: pd.Timestamp) -> None:
+    """The rules one table's rows must keep on their own: dates, numbers, text, required values, unique ids, the row schema."""
+    spec = TABLES[name]
+    for col in spec.dates:
+        if col in raw.columns:
+            unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
+            flags.flag(name, col, "with a date that cannot be parsed (use YYYY-MM-DD)", unparsed, raw)
+            if col != "due_at":  # an invoice may fall due after today; every other date is an event
+                flags.flag(name, col, f"dated after {limit.date()} (in the future of the as-of date)", typed[col] > limit, raw)
+    for col in spec.numbers:
+        if col in raw.columns:
+            unparsed = typed[col].isna() & raw[col].notna() & (raw[col].astype("string").str.strip() != "")
+            commas = raw.loc[unparsed, col].astype("string").str.fullmatch(_DECIMAL_COMMA).mean() > 0.5 if unparsed.any() else False
+            flags.flag(name, col, "with a decimal comma (write 10.5, not 10,5)" if commas else "with a value that is not a number", unparsed, raw)
+    for col in raw.columns:
+        if pd.api.types.is_string_dtype(raw[col]) or raw[col].dtype == object:
+            nul = raw[col].astype("string").str.contains("\x00", regex=False)
+            flags.flag(name, str(col), "with a NUL character (\\x00), which databases cannot store: remove it", nul, raw)
+    for col in spec.required:
+        flags.flag(name, col, "empty (the column is required)", typed[col].isna() & ~flags.bad[name], raw)
+    if spec.key:
+        dup = typed[spec.key].notna() & typed[spec.key].duplicated(keep=False)
+        flags.flag(name, spec.key, "with a duplicated id (ids must be unique)", dup, raw)
+    if spec.unique:
+        together = list(spec.unique)
+        dup = typed[together].notna().all(axis=1) & typed.duplicated(subset=together, keep=False)
+        flags.flag(name, spec.unique[-1], f"with the same {', '.join(together)} as another row (keep one)", dup, raw)
+    schema = _row_schema_failures(typed, name)
+    if name == "customer_history":
+        schema += _history_value_failures(typed)
+    for column, rule, mask in schema:
+        flags.flag(name, column, rule, mask, raw)
+
+
+def _flag_across_tables(flags: _Flags, clean: Mapping[str, pd.DataFrame], frames: Mapping[str, pd.DataFrame]) -> None:
+    """The rules between tables: a line of a known order, a row of a known customer."""
     if "order_lines" in clean:
-        orders = clean["orders"].loc[~bad_masks["orders"]]
+        orders = clean["orders"].loc[~flags.bad["orders"]]
         for column, rule, mask in _line_failures(clean["order_lines"], orders):
-            flag("order_lines", column, rule, mask, frames["order_lines"].reset_index(drop=True))
+            flags.flag("order_lines", column, rule, mask, frames["order_lines"])
     if "customers" in clean:
-        known = set(clean["customers"].loc[~bad_masks["customers"], "customer_id"].dropna())
+        known = set(clean["customers"].loc[~flags.bad["customers"], "customer_id"].dropna())
         for name, frame in clean.items():
             if name != "customers" and "customer_id" in frame.columns:
-                flag(name, "customer_id", "for a customer that is not in the customers table", ~frame["customer_id"].isin(known) & frame["customer_id"].notna(), frames[name].reset_index(drop=True))
+                unknown = ~frame["customer_id"].isin(known) & frame["customer_id"].notna()
+                flags.flag(name, "customer_id", "for a customer that is not in the customers table", unknown, frames[name])
 
-    if report.problems and on_error == "fail":
-        lines = "\n  - ".join(str(p) for p in report.problems)
+
+def _write_quarantine(rows: pd.DataFrame, problems: pd.Series, folder: Path, name: str) -> Path:
+    """The bad rows of one table as they were read, with a ``problem`` column, in ``folder/<name>.csv``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.csv"
+    rows.assign(problem=problems).to_csv(path, index=False)
+    return path
+
+
+def _refuse_mostly_bad(report: ValidationReport, bad_masks: Mapping[str, pd.Series], source: str, max_share: float) -> None:
+    """Stop when a table would lose more than ``max_share`` of its rows to quarantine, saying why.
+
+    Raises:
+        DataError: naming the table, the share and its most frequent problem.
+    """
+    for name, bad in bad_masks.items():
+        n, total = int(bad.sum()), len(bad)
+        if not total or n <= max_share * total:
+            continue
+        worst = max((p for p in report.problems if p.table == name), key=lambda p: p.rows)
         raise DataError(
-            f"{source}: {sum(p.rows for p in report.problems)} problem(s) in the CRM data:\n  - {lines}\n"
-            "Fix the rows, or run with --on-error quarantine to set them aside in a file and go on with the rest."
+            f"{source}: {n:,} of {total:,} rows of table {name} ({n / total:.0%}) would be quarantined, more than "
+            f"{max_share:.0%}: the file is more likely read wrong than its rows bad, so nothing was loaded. Most often: {worst}. "
+            f"Check the delimiter and the decimal point (10.5, not 10,5), the date order ({DAYFIRST_SETTING}) and the encoding "
+            f"({ENCODING_SETTING}); if these rows really are bad, allow it with --max-quarantined-share (CHURN_MAX_QUARANTINED_SHARE)"
         )
-    for name, frame in clean.items():
-        bad = bad_masks[name]
-        if bad.any():
-            target = (quarantine_dir or Path("quarantine"))
-            target.mkdir(parents=True, exist_ok=True)
-            out = frames[name].reset_index(drop=True).loc[bad].copy()
-            out["problem"] = reasons[name][bad]
-            path = target / f"{name}.csv"
-            out.to_csv(path, index=False)
-            report.quarantine_files[name] = path
-        clean[name] = frame.loc[~bad].reset_index(drop=True)
-        report.rows_loaded[name] = len(clean[name])
-    if unknown:
-        report.problems.append(Problem(",".join(unknown), "-", "ignored: not a contract table", 0, []))
-    return clean, report
 
 
 def _line_failures(lines: pd.DataFrame, orders: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
@@ -787,10 +924,6 @@ def _history_value_failures(history: pd.DataFrame) -> list[tuple[str, str, pd.Se
 
 def _row_schema_failures(typed: pd.DataFrame, name: str) -> list[tuple[str, str, pd.Series]]:
     """Run the pandera row schema and turn its failure cases into per-rule row masks."""
-    import pandera.errors as pae
-
-    from features.contract import row_schema
-
     schema = row_schema(TABLES[name], set(typed.columns))
     # required/unique are handled above with better messages; keep the value rules here
     for col in schema.columns.values():
@@ -869,9 +1002,6 @@ class _FolderWriter:
         self.writers: dict[str, Any] = {}  # pyarrow ParquetWriter per table
 
     def write(self, name: str, frame: pd.DataFrame, first: bool) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         path = self.folder / f"{name}.{self.fmt}"
         other = self.folder / f"{name}.{'csv' if self.fmt == 'parquet' else 'parquet'}"
         if first and other.exists():
@@ -895,8 +1025,6 @@ class _FolderWriter:
 
 class _DuckDBWriter:
     def __init__(self, path: Path) -> None:
-        import duckdb
-
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(path))
 
@@ -913,27 +1041,39 @@ class _DuckDBWriter:
 
 
 class _PostgresWriter:
+    """Tables into one PostgreSQL schema (created when missing), every identifier quoted by psycopg."""
+
     _TYPES = {"float64": "double precision", "int64": "bigint", "Int64": "bigint", "bool": "boolean"}
 
     def __init__(self, url: str) -> None:
-        import psycopg
-
         clean, schema = _split_pg_url(url)
-        self.conn = psycopg.connect(clean.replace("postgresql+psycopg", "postgresql"), autocommit=False)
+        self.url = clean
+        try:
+            self.conn = psycopg.connect(clean.replace("postgresql+psycopg", "postgresql"), autocommit=False)
+        except psycopg.Error as err:
+            raise DataError(f"cannot connect to the database at {clean}: {_first_line(err)}") from None
         self.schema = schema or "public"
-        self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        self._run(pg_sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pg_sql.Identifier(self.schema)), what=f"creating schema {self.schema}")
 
-    def _sql_type(self, series: pd.Series) -> str:
+    def _sql_type(self, series: pd.Series) -> pg_sql.SQL:
         if pd.api.types.is_datetime64_any_dtype(series):
-            return "date"
-        return self._TYPES.get(str(series.dtype), "text")
+            return pg_sql.SQL("date")
+        return pg_sql.SQL(self._TYPES.get(str(series.dtype), "text"))
+
+    def _run(self, statement: pg_sql.Composed, *, what: str) -> None:
+        try:
+            self.conn.execute(statement)
+        except psycopg.Error as err:
+            self.conn.rollback()
+            raise DataError(f"{what} in the database at {self.url} failed: {_first_line(err)}") from None
 
     def write(self, name: str, frame: pd.DataFrame, first: bool) -> None:
-        table = f'"{self.schema}"."{name}"'
+        table = pg_sql.Identifier(self.schema, name)
+        columns = pg_sql.SQL(", ").join(pg_sql.Identifier(str(c)) for c in frame.columns)
         if first:
-            cols = ", ".join(f'"{c}" {self._sql_type(frame[c])}' for c in frame.columns)
-            self.conn.execute(f"DROP TABLE IF EXISTS {table}")
-            self.conn.execute(f"CREATE TABLE {table} ({cols})")
+            typed = pg_sql.SQL(", ").join(pg_sql.SQL("{} {}").format(pg_sql.Identifier(str(c)), self._sql_type(frame[c])) for c in frame.columns)
+            self._run(pg_sql.SQL("DROP TABLE IF EXISTS {}").format(table), what=f"replacing table {name}")
+            self._run(pg_sql.SQL("CREATE TABLE {} ({})").format(table, typed), what=f"creating table {name}")
         buf = io.StringIO()
         out = frame.copy()
         for col in out.columns:
@@ -941,10 +1081,14 @@ class _PostgresWriter:
                 out[col] = out[col].dt.strftime("%Y-%m-%d")
         out.to_csv(buf, index=False, header=False, na_rep="\\N")
         buf.seek(0)
-        cols = ", ".join(f'"{c}"' for c in frame.columns)
-        with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
-            while data := buf.read(1 << 20):
-                copy.write(data)
+        copy_sql = pg_sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')").format(table, columns)
+        try:
+            with self.conn.cursor() as cur, cur.copy(copy_sql) as copy:
+                while data := buf.read(1 << 20):
+                    copy.write(data)
+        except psycopg.Error as err:
+            self.conn.rollback()
+            raise DataError(f"writing table {name} to the database at {self.url} failed: {_first_line(err)}") from None
 
     def close(self) -> None:
         self.conn.commit()

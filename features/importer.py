@@ -11,7 +11,6 @@ read is either used or dropped for a named reason, and the report's counts add u
 
 from __future__ import annotations
 
-import csv
 import difflib
 import re
 from dataclasses import dataclass, field
@@ -19,9 +18,13 @@ from datetime import date
 from pathlib import Path
 from typing import cast
 
+import openpyxl
 import pandas as pd
+import pyarrow.parquet as pq
 
-from features.dataset import DataError
+from features.csvfiles import check_unique_names, decode_failure, encoding_hint, ragged_row, sniff_csv
+from features.dates import read_dates
+from features.errors import DataError
 
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -45,10 +48,7 @@ ONLINE_RETAIL_COLUMNS = {
 }
 """The column mapping of the UCI "Online Retail" export (the README's `churn import` example)."""
 
-_DATE_PARTS = ("%Y-%m-%d", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y%m%d", "%d/%m/%y", "%m/%d/%y", "%d.%m.%y")
-_TIME_PARTS = ("", " %H:%M", " %H:%M:%S", "T%H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
 _DECIMAL_COMMA = re.compile(r"^-?[\d.\s']*,\d+$")
-_SAMPLE = 2000
 
 
 @dataclass
@@ -150,6 +150,7 @@ def import_transactions(
     dayfirst: bool | None = None,
     cancel_prefix: str | None = "C",
     max_bad_share: float = 0.05,
+    encoding: str | None = None,
 ) -> ImportResult:
     """Read a transactions file and map it to the ``orders`` and ``customers`` tables.
 
@@ -160,7 +161,7 @@ def import_transactions(
     quantity, or on an order whose id starts with ``cancel_prefix``, counts negative (a return).
 
     Args:
-        path: a .csv (any of , ; tab |, UTF-8 or Windows-1252), .parquet or .xlsx file.
+        path: a .csv (any of , ; tab |; UTF-8 unless ``encoding`` says otherwise), .parquet or .xlsx file.
         customer_col: the customer id column (ids exported as numbers, 12346.0, become "12346").
         date_col: the date (or date and time) of the line.
         amount_col: the line amount; if absent, amount = quantity * price.
@@ -174,12 +175,13 @@ def import_transactions(
         category_col: the product group of the line (with ``product_col``).
         sheet: the Excel sheet name or position (default: the first).
         date_format: a strptime format such as ``%d/%m/%Y %H:%M``; default: detected.
-        dayfirst: how to read dates like 03/04/2011 when the file does not tell (default month first,
-            with a note in the report).
+        dayfirst: how to read dates like 03/04/2011 (None: as the rows tell, e.g. 25/04/2011 is day
+            first, with a note in the report; a column where no row tells is refused).
         cancel_prefix: order ids starting with this mark cancellations (None: only negative
             quantities or amounts do). Ignored when every order id starts with it.
         max_bad_share: above this share of unparseable dates or amounts the import stops with an
             error (a wrong column or format) instead of dropping the lines.
+        encoding: a CSV file's text encoding, such as gbk (None: UTF-8).
 
     Returns:
         The orders and customers frames and the report.
@@ -204,7 +206,8 @@ def import_transactions(
     if category_col is not None and product_col is None:
         raise DataError("--category-col needs --product-col: the product group belongs to a line's product")
     columns = [c for c in dict.fromkeys(v for v in wanted.values() if v is not None)]
-    raw = read_transactions(source, columns=columns, flags={v: k for k, v in wanted.items() if v is not None}, sheet=sheet).reset_index(drop=True)
+    flags = {v: k for k, v in wanted.items() if v is not None}
+    raw = read_transactions(source, columns=columns, flags=flags, sheet=sheet, encoding=encoding).reset_index(drop=True)
     report = ImportReport(source=str(source), lines_read=len(raw))
     reason = pd.Series(pd.NA, index=raw.index, dtype="object")
 
@@ -277,7 +280,9 @@ def import_transactions(
     return ImportResult(orders=orders, customers=customers, report=report, order_lines=_order_lines(lines) if product_col is not None else None)
 
 
-def read_transactions(path: Path, *, columns: list[str], flags: dict[str, str] | None = None, sheet: str | int | None = None) -> pd.DataFrame:
+def read_transactions(
+    path: Path, *, columns: list[str], flags: dict[str, str] | None = None, sheet: str | int | None = None, encoding: str | None = None
+) -> pd.DataFrame:
     """Read the named columns of a CSV, Parquet or Excel file, as stored (CSV as text).
 
     Args:
@@ -285,6 +290,7 @@ def read_transactions(path: Path, *, columns: list[str], flags: dict[str, str] |
         columns: the columns needed; a missing one is a :class:`DataError` listing the file's columns.
         flags: column name to the CLI flag that named it, for messages.
         sheet: Excel sheet name or position.
+        encoding: a CSV file's text encoding (None: UTF-8; a file in another one is refused, naming ``--encoding``).
 
     Returns:
         A frame with exactly ``columns``.
@@ -295,20 +301,13 @@ def read_transactions(path: Path, *, columns: list[str], flags: dict[str, str] |
         raise DataError(f"{path} is a folder: give the transactions file itself (.csv, .parquet or .xlsx)")
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
-        sep = _sniff_csv(path)
-        try:
-            header = [str(c) for c in _read_csv(path, sep, nrows=0).columns]
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{path} is empty") from None
-        _check_columns(path, header, columns, flags)
-        return _read_csv(path, sep, usecols=columns, dtype="string", skipinitialspace=True)[columns]
+        return _read_csv(path, columns, flags, encoding)
     if suffix in PARQUET_SUFFIXES:
-        import pyarrow.parquet as pq
-
         try:
             header = list(pq.read_schema(path).names)
         except Exception as err:  # noqa: BLE001 - any pyarrow failure means a broken file
             raise DataError(f"{path} cannot be read as Parquet: {err}") from None
+        check_unique_names(path.name, header, "--transactions")
         _check_columns(path, header, columns, flags)
         return pd.read_parquet(path, columns=columns)
     if suffix in EXCEL_SUFFIXES:
@@ -316,17 +315,28 @@ def read_transactions(path: Path, *, columns: list[str], flags: dict[str, str] |
             frame = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, engine="openpyxl")
         except ValueError as err:
             if "not found" in str(err):
-                import openpyxl
-
                 names = openpyxl.load_workbook(path, read_only=True).sheetnames
                 raise DataError(f"{path} has no sheet {sheet!r}; it has {', '.join(map(repr, names))}") from None
             raise DataError(f"{path} cannot be read as Excel: {err}") from None
+        check_unique_names(path.name, _excel_header(path, sheet), "--transactions")
         frame.columns = [str(c) for c in frame.columns]
         _check_columns(path, list(frame.columns), columns, flags)
         return frame[columns]
     if suffix == ".xls":
         raise DataError(f"{path} is an old .xls workbook: save it as .xlsx or CSV and import that")
     raise DataError(f"{path}: unknown file type {suffix or '(none)'}; give a .csv, .parquet or .xlsx file")
+
+
+def _excel_header(path: Path, sheet: str | int | None) -> list[str]:
+    """The first row of a sheet as written (pandas renames a repeated name to ``name.1``)."""
+    book = openpyxl.load_workbook(path, read_only=True)
+    try:
+        sheets = book.worksheets
+        ws = book[sheet] if isinstance(sheet, str) else sheets[sheet or 0]
+        first = next(ws.iter_rows(min_row=1, max_row=1, values_only=True), ())
+        return [str(v) for v in first if v is not None]
+    finally:
+        book.close()
 
 
 def normalise_ids(series: pd.Series) -> pd.Series:
@@ -360,24 +370,21 @@ def _check_columns(path: Path, header: list[str], columns: list[str], flags: dic
     raise DataError(f"{path} has no column {', '.join(parts)}. The file's columns are: {', '.join(map(repr, header))}")
 
 
-def _sniff_csv(path: Path) -> str:
-    with path.open("rb") as fh:
-        head = fh.read(1 << 16).decode("utf-8", errors="replace")
-    sample = "\n".join(head.splitlines()[:50])
+def _read_csv(path: Path, columns: list[str], flags: dict[str, str] | None, encoding: str | None) -> pd.DataFrame:
+    """The named columns of a CSV file as text, in its encoding (UTF-8 unless ``encoding`` says otherwise)."""
+    label = "--transactions"
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty")
+    shape = sniff_csv(path, encoding=encoding, setting="--encoding", label=label)
+    _check_columns(path, [h.strip() for h in shape.header], columns, flags)
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        return ","
-
-
-def _read_csv(path: Path, sep: str, **kwargs: object) -> pd.DataFrame:
-    """Read a CSV as UTF-8, falling back to Windows-1252 and Latin-1 (what spreadsheet exports use)."""
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            return pd.read_csv(path, sep=sep, encoding=encoding, **kwargs)  # type: ignore[call-overload]
-        except UnicodeDecodeError:
-            continue
-    return pd.read_csv(path, sep=sep, encoding="latin-1", **kwargs)  # type: ignore[call-overload]
+        frame = pd.read_csv(path, sep=shape.delimiter, encoding=shape.encoding, dtype="string", skipinitialspace=True)
+    except UnicodeDecodeError:
+        raise decode_failure(shape, "--encoding", label) or DataError(f"{path} is not {shape.encoding} text: {encoding_hint('--encoding')}") from None
+    except pd.errors.ParserError as err:
+        raise ragged_row(shape, label) or DataError(f"{path} cannot be read as CSV: {err}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame[columns]
 
 
 def _show(value: object) -> str:
@@ -394,61 +401,23 @@ def _text(series: pd.Series) -> pd.Series:
 
 def _parse_date_column(series: pd.Series, name: str, date_format: str | None, dayfirst: bool | None, max_bad_share: float, notes: list[str]) -> pd.Series:
     """Dates as day-precision ``datetime64``; unparseable values missing, too many of them an error."""
-    if pd.api.types.is_datetime64_any_dtype(series):
-        out = series.dt.tz_localize(None) if getattr(series.dt, "tz", None) is not None else series
-        return out.dt.normalize().astype("datetime64[us]")
-    if series.dtype == object and series.map(lambda v: isinstance(v, date)).any():
-        text = series.map(lambda v: v.isoformat() if isinstance(v, date) else v).astype("string").str.strip()
-    else:
-        text = series.astype("string").str.strip()
-    text = text.mask(text == "", pd.NA)
-    present = text.dropna()
+    present = series.dropna()
+    if not pd.api.types.is_datetime64_any_dtype(series):
+        present = present[present.astype("string").str.strip() != ""]
     if present.empty:
         raise DataError(f"date column {name!r} is empty")
-    fmt = date_format or _detect_date_format(present, dayfirst, notes)
-    if fmt is None:
-        examples = ", ".join(repr(v) for v in present.drop_duplicates().head(3))
-        raise DataError(
-            f"date column {name!r} cannot be read as dates (e.g. {examples}): check --date-col, "
-            "or give the format with --date-format (such as %d/%m/%Y %H:%M)"
-        )
-    parsed = pd.to_datetime(text, format=fmt, errors="coerce")
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_localize(None)
-    bad = parsed.isna() & text.notna()
+    if date_format is not None:
+        parsed = pd.to_datetime(series.astype("string").str.strip(), format=date_format, errors="coerce").astype("datetime64[us]").dt.normalize()
+    else:
+        parsed = read_dates(series, label=f"date column {name!r}", setting="--dayfirst or --monthfirst", dayfirst=dayfirst, notes=notes)
+    bad = parsed.isna() & series.notna() & series.index.isin(present.index)
+    how = f"with the format {date_format!r}: give the right format with --date-format" if date_format else "check --date-col, or give the format with --date-format (such as %d/%m/%Y %H:%M)"
     if bad.sum() > max_bad_share * len(present):
-        examples = ", ".join(repr(v) for v in text[bad].drop_duplicates().head(3))
-        raise DataError(
-            f"date column {name!r}: {int(bad.sum()):,} of {len(present):,} values cannot be read as dates "
-            f"with the format {fmt!r} (e.g. {examples}): give the right format with --date-format"
-        )
-    return parsed.dt.normalize().astype("datetime64[us]")
-
-
-def _detect_date_format(values: pd.Series, dayfirst: bool | None, notes: list[str]) -> str | None:
-    """The format that reads most of a sample of ``values``; None when none reads half of it."""
-    sample = values.drop_duplicates().head(_SAMPLE)
-    iso = pd.to_datetime(sample, format="ISO8601", errors="coerce")
-    if iso.notna().mean() >= 0.99:
-        return "ISO8601"
-    scores: dict[str, float] = {}
-    for d in _DATE_PARTS:
-        for t in _TIME_PARTS:
-            fmt = d + t
-            scores[fmt] = float(pd.to_datetime(sample, format=fmt, errors="coerce").notna().mean())
-    best = max(scores.values())
-    if best < 0.5:
-        return None
-    winners = [f for f, s in scores.items() if s == best]
-    if len(winners) > 1:
-        day_first = [f for f in winners if f.startswith(("%d/", "%d-", "%d."))]
-        month_first = [f for f in winners if f.startswith(("%m/", "%m-"))]
-        if day_first and month_first:
-            chosen = day_first[0] if dayfirst else month_first[0]
-            if dayfirst is None:
-                notes.append(f"dates like {sample.iloc[0]!r} could be day or month first; read as month first (say --dayfirst otherwise)")
-            return chosen
-    return winners[0]
+        examples = ", ".join(repr(str(v)) for v in series[bad].drop_duplicates().head(3))
+        if bad.sum() == len(present):
+            raise DataError(f"date column {name!r} cannot be read as dates (e.g. {examples}): {how}")
+        raise DataError(f"date column {name!r}: {int(bad.sum()):,} of {len(present):,} values cannot be read as dates (e.g. {examples}): {how}")
+    return parsed
 
 
 def _parse_number_column(series: pd.Series, name: str, max_bad_share: float) -> pd.Series:

@@ -159,10 +159,10 @@ def score_all(
     scorer = Scorer(loaded, playbook, risk_high=settings.risk_high, risk_medium=settings.risk_medium, stage_rule=settings.stage_rule())
     say(f"model {loaded.name} version {loaded.version} ({loaded.alias})")
 
-    if as_of is not None and as_of > (end := data_end_date(settings.data)):
+    if as_of is not None and as_of > (end := data_end_date(settings.data, dayfirst=settings.dayfirst, encoding=settings.encoding)):
         raise DataError(f"as-of date {as_of} is after the end of the data ({end}): nothing is known about it yet")
     group_model = load_group_model(settings.tracking_uri, loaded.run_id)
-    data = open_dataset(settings.data, validate=False, cut_at=as_of)
+    data = open_dataset(settings.data, validate=False, cut_at=as_of, dayfirst=settings.dayfirst, encoding=settings.encoding)
     try:
         day = as_of or data.end_date()
         say(f"building the snapshot as of {day}")

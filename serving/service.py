@@ -26,6 +26,7 @@ from typing import Any, Literal
 import bentoml
 from starlette.responses import JSONResponse
 
+from features.redaction import redact_logs
 from serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware, JsonBodyMiddleware, label_metrics_by_route
 from serving.page import page_app
 from serving.runtime import API_THREADS, NotReady, RequestError, Runtime, StartupError, check_startup
@@ -65,6 +66,7 @@ class ChurnService:
     def __init__(self) -> None:
         from churn.settings import load_settings
 
+        redact_logs("churn.serving")  # no database password in the service's log
         settings = load_settings()
         try:
             check_startup(settings)

@@ -247,7 +247,7 @@ def test_customer_history_bad_rows_are_quarantined(tmp_path: Path) -> None:
     tables["customer_history"].loc[0, "valid_from"] = "2024-03-01"
     tables["customer_history"].loc[2, "column"] = "mood"
     write_dataset(tmp_path / "crm", tables, file_format="csv")
-    ds = open_dataset(tmp_path / "crm", as_of=AS_OF, on_error="quarantine")
+    ds = open_dataset(tmp_path / "crm", as_of=AS_OF, on_error="quarantine", max_quarantined_share=1.0)  # 3 of 4 rows are bad
     assert ds.table("customer_history").count().execute() == 1
     quarantined = pd.read_csv(tmp_path / "crm" / "quarantine" / "customer_history.csv")
     assert len(quarantined) == 3 and quarantined["problem"].str.contains("valid_from|column").all()
@@ -276,7 +276,7 @@ def _all_bad() -> dict[str, pd.DataFrame]:
 
 def test_quarantine_keeps_every_row(tmp_path: Path) -> None:
     tables = _all_bad()
-    clean, report = validate_frames(tables, as_of=AS_OF, on_error="quarantine", quarantine_dir=tmp_path / "q")
+    clean, report = validate_frames(tables, as_of=AS_OF, on_error="quarantine", quarantine_dir=tmp_path / "q", max_quarantined_share=1.0)
     for name, frame in tables.items():
         written = pd.read_csv(report.quarantine_files[name]) if name in report.quarantine_files else pd.DataFrame()
         assert len(clean[name]) + len(written) == len(frame), name
@@ -294,7 +294,7 @@ def test_quarantine_through_open_dataset_uses_only_good_rows(tmp_path: Path) -> 
         frame.to_csv(folder / f"{name}.csv", index=False)
     with pytest.raises(DataError, match="table orders"):
         open_dataset(folder, as_of=AS_OF)
-    ds = open_dataset(folder, as_of=AS_OF, on_error="quarantine")
+    ds = open_dataset(folder, as_of=AS_OF, on_error="quarantine", max_quarantined_share=1.0)
     assert ds.table("orders").count().execute() == 3
     assert (folder / "quarantine" / "orders.csv").exists()
     assert ds.report is not None and ds.report.quarantined["orders"] == 5
@@ -330,7 +330,7 @@ def test_cli_reports_bad_rows_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in failed.stderr
     assert "table orders, column customer_id" in failed.stderr
     ok = subprocess.run(
-        [churn, "validate", "--data", str(folder), "--as-of", "2024-06-01", "--on-error", "quarantine", "--copy-to", str(tmp_path / "clean.duckdb")],
+        [churn, "validate", "--data", str(folder), "--as-of", "2024-06-01", "--on-error", "quarantine", "--max-quarantined-share", "1", "--copy-to", str(tmp_path / "clean.duckdb")],
         capture_output=True,
         text=True,
     )
