@@ -9,12 +9,14 @@ call :func:`load_settings`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.dataset import dataset_name
 from features.stage import StageRule
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +25,22 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def default_tracking_uri(root: Path = PROJECT_ROOT) -> str:
     """MLflow store inside ``mlruns/``: a SQLite file for runs and the registry, artifacts beside it."""
     return f"sqlite:///{(root / 'mlruns' / 'mlflow.db').as_posix()}"
+
+
+def registry_model_name(data: str) -> str:
+    """The registered model name of a dataset: ``churn-radar-<store name>`` (``churn-radar-crm`` for data/crm.duckdb).
+
+    ``churn train``, ``churn score``, ``churn serve`` and ``churn demo`` on the same ``--data`` find
+    the same model; ``CHURN_MODEL_NAME`` overrides it.
+
+    Args:
+        data: the dataset location.
+
+    Returns:
+        A name MLflow accepts: lowercase letters, digits, ``.``, ``_`` and ``-``.
+    """
+    slug = re.sub(r"[^a-z0-9._-]+", "-", dataset_name(data).lower()).strip("-.") or "dataset"
+    return f"churn-radar-{slug}"
 
 
 class Settings(BaseSettings):
@@ -50,7 +68,10 @@ class Settings(BaseSettings):
         default=str(PROJECT_ROOT / "mlruns" / "artifacts"),
         description="Where a local tracking store keeps run artifacts.",
     )
-    model_name: str = Field(default="churn", description="Registered model name in MLflow.")
+    model_name: str = Field(
+        default="",
+        description="Registered model name in MLflow; by default derived from the dataset (churn-radar-<store name>), so that a model trained on another store is never its champion.",
+    )
     horizon_days: int = Field(default=90, ge=7, le=730, description="A customer is lost after H days without an order.")
     active_days: int = Field(default=365, ge=30, le=1095, description="Active = ordered within this many days before the as-of date.")
     seed: int = Field(default=42, description="Random seed for sampling, training and tuning.")
@@ -84,6 +105,12 @@ class Settings(BaseSettings):
         if v >= high:
             raise ValueError(f"risk_medium ({v}) must be below risk_high ({high})")
         return v
+
+    @model_validator(mode="after")
+    def _model_name_of_the_dataset(self) -> Settings:
+        if not self.model_name.strip():
+            self.model_name = registry_model_name(self.data)
+        return self
 
     def stage_rule(self) -> StageRule:
         """When a customer counts as gone quiet (``win_back``) rather than still buying (``retain``)."""

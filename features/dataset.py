@@ -87,6 +87,23 @@ def _split_pg_url(url: str) -> tuple[str, str | None]:
     return clean, schema
 
 
+def dataset_name(location: str | Path) -> str:
+    """A readable name for a dataset location: the file's or folder's stem, or ``<database>.<schema>``.
+
+    Args:
+        location: a folder, a .duckdb file, a postgresql:// URL (its password is never part of the name) or ``:memory:``.
+
+    Returns:
+        The name (``crm`` for ``data/crm.duckdb``).
+    """
+    if str(location) == ":memory:":
+        return "in-memory"
+    if location_kind(location) == "postgres":
+        url, schema = _split_pg_url(str(location))
+        return f"{urlsplit(url).path.strip('/')}.{schema or 'public'}"
+    return Path(location).stem or "dataset"
+
+
 def connect(location: str | Path, *, read_only: bool = False) -> ibis.BaseBackend:
     """An Ibis connection to the engine behind ``location`` (in-memory DuckDB for a folder).
 
@@ -290,12 +307,7 @@ class CRMDataset:
 
     def name(self) -> str:
         """A readable name for the dataset (for experiment names)."""
-        if self.kind == "postgres":
-            url, schema = _split_pg_url(self.location)
-            return f"{urlsplit(url).path.strip('/')}.{schema or 'public'}"
-        if self.location == ":memory:":
-            return "in-memory"
-        return Path(self.location).stem or "dataset"
+        return dataset_name(self.location)
 
 
 # the later event that settles a row: on or after T it has not happened yet

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from serving.schemas import Reason
 
 MIN_IMPACT = 1e-6
 
@@ -143,25 +144,6 @@ MISSING: dict[str, str] = {
 """Sentences for a feature whose value is missing (LightGBM gives missing values their own branch)."""
 
 GROUP_FALLBACK = "{description}: {value}"
-
-
-@dataclass(frozen=True)
-class Reason:
-    """One driver of a customer's risk.
-
-    Attributes:
-        feature: the feature name.
-        group: the feature's group in the registry (orders, complaints, receivables, contacts, tiers).
-        value: the feature's value (None when missing).
-        impact: its contribution to the model's margin (log-odds); positive raises the risk.
-        sentence: a plain sentence a person understands.
-    """
-
-    feature: str
-    group: str | None
-    value: float | str | None
-    impact: float
-    sentence: str
 
 
 def _missing(value: Any) -> bool:
@@ -310,6 +292,7 @@ def explain_row(
     n: int = 3,
     groups: Mapping[str, str] | None = None,
     descriptions: Mapping[str, str] | None = None,
+    driver_of: Callable[[str, str | None], str] | None = None,
     min_impact: float = MIN_IMPACT,
 ) -> list[Reason]:
     """The top reasons of one customer.
@@ -321,6 +304,7 @@ def explain_row(
         n: most reasons.
         groups: feature name to group (the registry); None leaves groups empty.
         descriptions: feature name to description (the registry).
+        driver_of: the playbook driver of a feature and its group (None: "general").
         min_impact: contributions at or below this are not reasons.
 
     Returns:
@@ -332,10 +316,12 @@ def explain_row(
     reasons = []
     for j in cols:
         name = feature_names[j]
+        group = groups.get(name)
         reasons.append(
             Reason(
                 feature=name,
-                group=groups.get(name),
+                group=group,
+                driver=driver_of(name, group) if driver_of is not None else "general",
                 value=_plain(row.get(name)),
                 impact=round(float(contrib[j]), 6),
                 sentence=sentence(name, row, descriptions.get(name)),

@@ -205,18 +205,3 @@ class RiskListResponse(BaseModel):
     offset: int = Field(description="Rows skipped.")
     limit: int = Field(description="Rows asked for.")
     items: list[CustomerRisk] = Field(description="The page of the ranked list.")
-
-
-class ErrorDetail(BaseModel):
-    """One problem with a request."""
-
-    type: str = Field(description="Kind of problem.")
-    loc: list[str | int] = Field(description="Where in the request: the field path.")
-    msg: str = Field(description="What is wrong.")
-
-
-class ErrorResponse(BaseModel):
-    """A 4xx answer."""
-
-    error: str = Field(description="Summary.")
-    detail: list[ErrorDetail] = Field(default_factory=list, description="The problems, each naming its field.")

@@ -353,23 +353,10 @@ class Scorer:
             One list of reasons per row, strongest first.
         """
         names = self.model.feature_names
-        out: list[list[Reason]] = []
-        for r, row in enumerate(rows):
-            found = explain_row(contrib[r], names, row, n=self.n_reasons, groups=self.groups, descriptions=self.descriptions)
-            out.append(
-                [
-                    Reason(
-                        feature=x.feature,
-                        group=x.group,
-                        driver=self.playbook.driver_of(x.feature, x.group),
-                        value=x.value,
-                        impact=x.impact,
-                        sentence=x.sentence,
-                    )
-                    for x in found
-                ]
-            )
-        return out
+        return [
+            explain_row(contrib[r], names, row, n=self.n_reasons, groups=self.groups, descriptions=self.descriptions, driver_of=self.playbook.driver_of)
+            for r, row in enumerate(rows)
+        ]
 
     def actions(self, summary: Mapping[str, Any], reasons: Sequence[Reason], as_of: date | None) -> list[PlannedAction]:
         """The playbook's actions for one customer.

@@ -24,6 +24,8 @@ from datetime import date
 from typing import Any, Literal
 
 import bentoml
+from bentoml.exceptions import BentoMLException
+from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
 from features.redaction import redact_logs
@@ -34,7 +36,26 @@ from serving.schemas import CustomerIn, PredictRequest, PredictResponse, RiskLis
 from serving.store import TryLater
 
 logger = logging.getLogger("churn.serving")
+BENTOML_HTTP_LOGGER = "bentoml._internal.server.http_app"
+
+
+class ClientErrorsWithoutTraceback(logging.Filter):
+    """BentoML logs every rejected request body at ERROR with its traceback: a client's mistake is one INFO line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        status = getattr(getattr(err, "error_code", None), "value", 500)
+        if isinstance(err, ValidationError) or (isinstance(err, BentoMLException) and 400 <= int(status) < 500):
+            record.msg = f"{record.getMessage()}: client error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 label_metrics_by_route()
+logging.getLogger(BENTOML_HTTP_LOGGER).addFilter(ClientErrorsWithoutTraceback())
 
 
 def _error(

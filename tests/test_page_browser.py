@@ -256,3 +256,19 @@ def test_overview_charts_render(page, service: ServiceProcess, output: Path) -> 
     assert everyone["period_label"] in first_row and f"{everyone['churn_rate']:.1%}" in first_row
     page.screenshot(path=output / "overview.png", full_page=True)
     assert not page.problems, page.problems
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(browser) -> None:
+    source = (ROOT / "serving" / "page" / "static" / "app.js").read_text()
+    start = source.index("  function csvCell(")
+    function = source[start : source.index("\n  }\n", start) + 4]
+    context = browser.new_context()
+    try:
+        tab = context.new_page()
+        cells = ["=HYPERLINK(\"http://x\")", "+1+2", "-2+3", "@SUM(A1)", "\tx", "plain", "-12.50", -3.2, 0.41, None, 'say "hi", then']
+        shown = tab.evaluate(f"(cells) => {{ {function}; return cells.map(csvCell); }}", cells)
+    finally:
+        context.close()
+    assert shown == [
+        "\"'=HYPERLINK(\"\"http://x\"\")\"", "'+1+2", "'-2+3", "'@SUM(A1)", "'\tx", "plain", "-12.50", "-3.2", "0.41", "", '"say ""hi"", then"',
+    ]

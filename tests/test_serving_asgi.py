@@ -165,3 +165,12 @@ def test_a_plain_predict_is_not_queued_behind_past_snapshot_builds(client: TestC
     assert len(built) + len(refused) == len(builders), [a.text[:200] for a in past]
     assert built_before_plain < len(built), "the plain call was answered while past snapshots were still being built"
     assert refused and all(int(a.headers["Retry-After"]) > 0 and "churn score --as-of" in a.json()["error"] for a in refused)
+
+
+def test_a_client_error_is_logged_as_one_line_without_a_traceback(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        assert client.post("/predict", json={"customers": [{"customer_id": ""}]}, headers=KEY).status_code == 400
+        assert client.post("/predict", content=b"{not json", headers={**KEY, "Content-Type": "application/json"}).status_code == 400
+    logged = [r for r in caplog.records if r.name == "bentoml._internal.server.http_app"]
+    assert logged, "BentoML logs the rejected requests"
+    assert all(r.levelno < logging.ERROR and r.exc_info is None and "client error" in r.getMessage() for r in logged)

@@ -178,7 +178,8 @@ def test_predict_with_the_customers_own_features(client: httpx.Client) -> None:
     first, second = answer.json()["results"]
     assert first["customer_id"] == "CRM-77" and first["tier"] == "A" and first["pyramid"] == "gold"
     assert first["revenue_12m"] == 50000.0 and first["customer_class"] == "key_account"
-    assert first["churn_probability"] > second["churn_probability"] or second["churn_probability"] > 0
+    # silent for 12 of its own ordering gaps, overdue and with open complaints: among the riskiest customers
+    assert first["risk_band"] == "high" and first["churn_probability"] > second["churn_probability"]
     assert second["customer_id"] == "42" and second["tier"] is None
 
 

@@ -150,6 +150,9 @@ def test_page_app_serves_the_page_and_guards_its_json(data: CRMDataset) -> None:
     client = TestClient(make_page_app(lambda: ctx))
     page = client.get("/")
     assert page.status_code == 200 and "Churn radar" in page.text
+    for answer in (page, client.get("/static/app.js"), client.get("/api/model"), client.get("/api/customers/K2", headers={"Authorization": "Bearer k"})):
+        assert "script-src 'self'" in answer.headers["content-security-policy"] and "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert answer.headers["x-frame-options"] == "DENY" and answer.headers["x-content-type-options"] == "nosniff"
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/api/model").status_code == 401
     auth = {"Authorization": "Bearer k"}
@@ -163,6 +166,14 @@ def test_page_app_serves_the_page_and_guards_its_json(data: CRMDataset) -> None:
     assert overview["value_at_risk_by_manager"][0] == {"account_manager": "Ann", "value_at_risk": 1300.0, "customers": 2, "high_risk": 1}
     assert {(r["tier"], r["risk_band"], r["customers"]) for r in overview["risk_by_tier"]} == {("A", "low", 1), ("B", "high", 1), ("C", "medium", 1)}
     assert [r["churn_rate"] for r in overview["churn_by_period"] if r["tier"] == "all"] == [pytest.approx(1 / 3)]
+
+
+def test_a_control_character_in_a_customer_id_is_a_400(data: CRMDataset) -> None:
+    ctx = PageContext(
+        open_data=lambda: held(data), as_of=END, scores=pd.DataFrame(), model={}, horizon_days=90, active_days=365, authorized=lambda request: True
+    )
+    answer = TestClient(make_page_app(lambda: ctx)).get("/api/customers/K1%00x")
+    assert answer.status_code == 400 and "control character" in answer.json()["error"]
 
 
 def test_page_app_answers_503_while_the_service_loads() -> None:

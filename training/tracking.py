@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
@@ -19,6 +21,7 @@ import pandas as pd
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import mlflow
+from mlflow import MlflowClient
 
 from churn.settings import PROJECT_ROOT, default_tracking_uri
 from training import evaluate as ev
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
     from training.train import Fitted
 
 IMPORTANCE_ROWS = 3_000
+# a RUNNING run without the owner tags (logged by an older version) counts as abandoned after this long
+UNTAGGED_STALE_SECONDS = 24 * 3600
 LOGGED_METADATA = (
     "horizon_days", "active_days", "as_of", "feature_set_version", "dataset_name", "dataset_fingerprint", "data_start",
     "train_first", "train_last", "tested_train_last", "valid_first", "valid_last", "test_first", "test_last", "seed",
@@ -89,7 +94,9 @@ def log_training_run(
     experiment = f"churn/{meta.get('dataset_name')}"
     with tracking(tracking_uri) as client:
         experiment_id = ensure_experiment(client, experiment, tracking_uri=tracking_uri, artifact_root=artifact_root)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model.kind}-h{meta['horizon_days']}-{meta['as_of']}") as run:
+        fail_abandoned_runs(client, experiment_id)
+        run_name = f"{model.kind}-h{meta['horizon_days']}-{meta['as_of']}"
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=owner_tags()) as run:
             mlflow.set_tags({"dataset": str(meta.get("dataset_name")), "model_name": model_name, "evaluation": fitted.split.evaluation, "kind": model.kind})
             mlflow.log_params(run_params(fitted, profit, trials, timeout_s))
             mlflow.log_metrics(run_metrics(fitted))
@@ -101,6 +108,51 @@ def log_training_run(
         for key, value in (("promotion", decision.alias), ("promotion_reason", decision.reason), ("model_version", version)):
             client.set_tag(run.info.run_id, key, value)
     return Logged(run.info.run_id, experiment, version, decision, tracking_uri)
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming the process that logs a run, so that a later start can tell an abandoned run from a live one."""
+    return {"churn.host": socket.gethostname(), "churn.pid": str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_abandoned_runs(client: MlflowClient, experiment_id: str, *, now: float | None = None) -> list[str]:
+    """Mark FAILED the runs a killed ``churn train`` left RUNNING in an experiment.
+
+    A run is abandoned when the process named in its owner tags (:func:`owner_tags`) ran on this
+    host and is gone, or, without those tags, when it started more than a day ago. Runs of live
+    processes and of other hosts are left alone.
+
+    Args:
+        client: the tracking client.
+        experiment_id: the experiment.
+        now: the current time in seconds (for tests; default: now).
+
+    Returns:
+        The ids of the runs marked failed.
+    """
+    now = time.time() if now is None else now
+    failed = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        host, pid = run.data.tags.get("churn.host"), run.data.tags.get("churn.pid")
+        if host is not None and pid is not None:
+            abandoned = host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+        else:
+            abandoned = now - run.info.start_time / 1000 > UNTAGGED_STALE_SECONDS
+        if abandoned:
+            client.set_tag(run.info.run_id, "churn.failed_reason", "the process logging this run ended before it finished (killed or crashed)")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            failed.append(run.info.run_id)
+    return failed
 
 
 def log_group_risk(run_id: str, groups: GroupRiskResult, *, tracking_uri: str) -> None:

@@ -318,8 +318,11 @@
     state.offset = 0;
   }
 
+  // A text cell starting with = + - @ (or a tab or carriage return) would run as a formula in a
+  // spreadsheet: prefix it with an apostrophe. Numbers (a negative revenue too) stay numbers.
   function csvCell(v) {
-    const s = v == null ? "" : String(v);
+    let s = v == null ? "" : String(v);
+    if (typeof v !== "number" && /^[=+\-@\t\r]/.test(s) && !/^-?\d+(\.\d+)?$/.test(s)) s = "'" + s;
     return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
   }
 
