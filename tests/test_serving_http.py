@@ -16,6 +16,7 @@ from serving_fixtures import API_KEY, ServiceProcess, TrainedStore, service_env,
 
 from churn.settings import load_settings
 from serving.batch import score_all
+from serving.playbook import load_playbook
 
 pytestmark = pytest.mark.slow
 
@@ -113,6 +114,7 @@ def test_predict_by_id_names_model_and_as_of(client: httpx.Client, everyone: dic
         action = item["actions"][0]
         assert action["owner"] in {"account_manager", "customer_service", "finance", "marketing"}
         assert action["deadline_days"] >= 0 and action["why"] and action["due_by"]
+        assert action["key"] in load_playbook().action_keys()
 
 
 def test_predict_answers_the_customers_product_groups_at_risk(client: httpx.Client, store: TrainedStore, everyone: dict, tmp_path: Path) -> None:
@@ -317,6 +319,8 @@ def test_risk_list_reads_the_newest_batch_run(client: httpx.Client, store: Train
     assert body["total"] == len(ranked) == everyone["total"]
     assert [i["customer_id"] for i in body["items"]] == ranked["customer_id"].head(5).tolist()
     assert all(i["explained"] and i["actions"] for i in body["items"] if i["risk_band"] != "low")
+    keys = load_playbook().action_keys()
+    assert all(keys[a["key"]] == a["action"] for i in body["items"] for a in i["actions"])
 
 
 # ---- a new champion is picked up without a restart (keep this last: it moves the alias)
