@@ -169,7 +169,7 @@ def score_all(
         snapshot = build_snapshot(data, day, settings.active_days)
         groups = score_groups(group_model, data, day, settings.active_days) if group_model is not None and data.has("order_lines") else None
     finally:
-        _close(data.con)
+        disconnect(data.con)
     if snapshot.empty:
         raise ScoringError(f"no active customer as of {day} (no order in the {settings.active_days} days before it)")
     say(f"scoring {len(snapshot):,} customers")
@@ -337,14 +337,14 @@ def _utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _close(con: Any) -> None:
+def disconnect(con: Any) -> None:
     try:
         con.disconnect()
     except Exception:  # noqa: BLE001 - closing is best effort
         pass
 
 
-def _connect(location: str, *, read_only: bool) -> ibis.BaseBackend:
+def connect_store(location: str, *, read_only: bool) -> ibis.BaseBackend:
     """A connection to the store, waiting a while for a DuckDB file another process holds."""
     import duckdb
 
@@ -386,7 +386,7 @@ def append_rows(location: str | Path, name: str, frame: pd.DataFrame, types: dic
     if location_kind(location) == "folder":
         _append_parquet(Path(location) / f"{name}.parquet", frame, types)
         return
-    con = _connect(str(location), read_only=False)
+    con = connect_store(str(location), read_only=False)
     try:
         if name not in con.list_tables():
             con.create_table(name, schema=ibis.schema(types))
@@ -394,7 +394,7 @@ def append_rows(location: str | Path, name: str, frame: pd.DataFrame, types: dic
             _add_new_columns(con, location, name, types, list(con.table(name).columns))
         con.insert(name, frame)
     finally:
-        _close(con)
+        disconnect(con)
 
 
 def _add_new_columns(con: ibis.BaseBackend, location: str | Path, name: str, types: dict[str, str], have: list[str]) -> None:
@@ -469,14 +469,14 @@ def latest_run(location: str | Path) -> RunStamp | None:
         newest = pc.max(table["scored_at"])
         top = table.filter(pc.equal(table["scored_at"], newest)).slice(0, 1).to_pylist()[0]
         return RunStamp(top["scored_at"], top["as_of"], top["model_name"], top["model_version"])
-    con = _connect(str(location), read_only=True)
+    con = connect_store(str(location), read_only=True)
     try:
         if RISK_SCORES not in con.list_tables():
             return None
         t = con.table(RISK_SCORES)
         newest = t.order_by(t.scored_at.desc()).select("scored_at", "as_of", "model_name", "model_version").limit(1).to_pandas()
     finally:
-        _close(con)
+        disconnect(con)
     if newest.empty:
         return None
     row = newest.iloc[0]
@@ -506,12 +506,12 @@ def read_run(location: str | Path, stamp: RunStamp | None = None) -> pd.DataFram
     else:
         import ibis
 
-        con = _connect(str(location), read_only=True)
+        con = connect_store(str(location), read_only=True)
         try:
             t = con.table(RISK_SCORES)
             frame = t.filter(t.scored_at == ibis.literal(when.to_pydatetime(), type="timestamp")).to_pandas()
         finally:
-            _close(con)
+            disconnect(con)
     frame = frame.sort_values("rank", kind="stable").reset_index(drop=True)
     frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
     return frame
@@ -535,12 +535,12 @@ def run_history(location: str | Path) -> pd.DataFrame:
             return pd.DataFrame(columns=[*keys, "customers"])
         frame = pd.read_parquet(path, columns=keys)
     else:
-        con = _connect(str(location), read_only=True)
+        con = connect_store(str(location), read_only=True)
         try:
             if RISK_SCORES not in con.list_tables():
                 return pd.DataFrame(columns=[*keys, "customers"])
             frame = con.table(RISK_SCORES).select(*keys).to_pandas()
         finally:
-            _close(con)
+            disconnect(con)
     counts = frame.groupby(keys, dropna=False).size().rename("customers").reset_index()
     return counts.sort_values("scored_at", ascending=False, ignore_index=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from serving.actions import ActionDone, ActionRecorded, customer_known, record_action
 from serving.groups import GroupList, score_groups
 from serving.playbook import PlannedAction, Playbook, load_playbook, registry_groups
 from serving.schemas import (
@@ -437,6 +438,30 @@ class Runtime:
             for k, found in zip(wanted, scorer.reasons(contrib, [rows[k] for k in wanted]), strict=True):
                 reasons[k] = found
         return [scorer.answer(s, reasons.get(k) if explain[k] else None, as_of) for k, s in enumerate(summary)]
+
+    def record_action(self, action: ActionDone) -> ActionRecorded:
+        """Store a done action (POST /actions), once per client id.
+
+        Args:
+            action: the validated record.
+
+        Returns:
+            Whether it was stored now or before.
+
+        Raises:
+            RequestError: an unknown action key or customer (names the field).
+            ActionConflict: the id was stored before with another body.
+        """
+        keys = self.playbook.action_keys()
+        if action.action not in keys:
+            raise RequestError(
+                ["action"], f"unknown action {action.action!r}: send the `key` of a playbook action (as in the actions of /predict answers)"
+            )
+        state = self._state
+        known = state is not None and state.snapshot.position(action.customer_id) is not None
+        if not known and not customer_known(self.settings.data, action.customer_id):
+            raise RequestError(["customer_id"], f"unknown customer {action.customer_id!r}: no customer with this id in {self.settings.data}")
+        return record_action(self.settings.data, action)
 
     def risk_list(self, request: RiskListRequest) -> RiskListResponse:
         """The ranked risk list: the newest stored batch run, or the in-memory snapshot when none exists.

@@ -5,6 +5,7 @@ the ``CHURN_*`` settings in the environment). Endpoints:
 
 - ``POST /predict``: customers by id (or with their own features) -> probability, band, tier,
   pyramid, 12-month revenue, value at risk, reasons and actions; the model and as-of date named.
+- ``POST /actions``: a playbook action recorded as done (by its ``key``), append-only, idempotent on the client's ``id``.
 - ``POST /risk_list``: the ranked list with filters and paging (the newest ``churn score`` run,
   or the in-memory snapshot scored on the spot when there is none).
 - BentoML's ``/healthz``, ``/livez``, ``/readyz`` (ready once model and features are loaded) and
@@ -20,12 +21,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 import bentoml
 from starlette.responses import JSONResponse
 
+from serving.actions import ActionConflict, ActionDone, ActionRecorded, Outcome
 from serving.middleware import ApiKeyMiddleware, JsonBodyMiddleware
 from serving.page import page_app
 from serving.runtime import NotReady, RequestError, Runtime, StartupError, check_startup
@@ -111,9 +113,23 @@ class ChurnService:
         )
         return self._answer(lambda: self.runtime.risk_list(request))
 
+    @bentoml.api(input_spec=ActionDone, route="/actions")
+    def actions(
+        self, id: str, customer_id: str, action: str, owner: str, done_at: datetime, outcome: Outcome, note: str = ""
+    ) -> ActionRecorded:
+        """Record a playbook action as done (append-only; posting the same id again stores it once).
+
+        Send ``{"id": "crm-123", "customer_id": "C000123", "action": "orders_reengagement_call", "owner": "Anna Li",
+        "done_at": "2026-01-05T10:30:00", "outcome": "reached", "note": "new range sent"}``.
+        """
+        record = ActionDone.model_construct(id=id, customer_id=customer_id, action=action, owner=owner, done_at=done_at, outcome=outcome, note=note)
+        return self._answer(lambda: self.runtime.record_action(record))
+
     def _answer(self, produce: Any) -> Any:
         try:
             return produce()
+        except ActionConflict as err:
+            return _error(409, str(err), ["id"], "conflict")
         except RequestError as err:
             return _error(400, str(err), err.loc, err.kind)
         except NotReady as err:

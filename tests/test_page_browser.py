@@ -52,9 +52,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
 
 
 @pytest.fixture(scope="module")
-def service(store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    own = store.copy(tmp_path_factory.mktemp("page_data"))
-    process = ServiceProcess(service_env(own), tmp_path_factory.mktemp("page_log") / "service.log")
+def own_store(store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
+    return store.copy(tmp_path_factory.mktemp("page_data"))
+
+
+@pytest.fixture(scope="module")
+def service(own_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    process = ServiceProcess(service_env(own_store), tmp_path_factory.mktemp("page_log") / "service.log")
     try:
         process.wait_ready()
         yield process
@@ -195,6 +199,30 @@ def test_risk_list_tier_a_csv_and_customer_match_predict(page, service: ServiceP
     assert [g.split("\t")[0] for g in groups] == [g["product_group"] for g in answer["groups_at_risk"]]
     assert f"{answer['groups_at_risk'][0]['probability']:.1%}" in groups[0]
     page.screenshot(path=output / "customer.png", full_page=True)
+    assert not page.problems, page.problems
+
+
+def test_the_done_form_records_the_action_once(page, service: ServiceProcess, own_store: TrainedStore, output: Path) -> None:
+    from serving.actions import read_actions
+
+    at_risk = _api(service, "risk_list", {"risk_band": ["high"], "stage": ["retain"], "limit": 1})["items"][0]
+    _sign_in(page, service)
+    page.wait_for_selector("#risk-table tbody tr[data-customer-id]")
+    page.goto(f"{service.url}/ui/#/customer/{at_risk['customer_id']}")
+    form = page.locator("#done-form")
+    form.wait_for()
+    second = at_risk["actions"][-1]
+    page.get_by_label("Action", exact=True).select_option(second["key"])
+    page.get_by_label("Outcome of the talk").select_option("promised_order")
+    page.get_by_label("Done by").fill("Anna Li")
+    page.get_by_label("Note").fill("orders again next week")
+    page.get_by_role("button", name="Done", exact=True).click()
+    page.get_by_text(f"Recorded: {second['action']} (promised order).").wait_for()
+    page.screenshot(path=output / "customer_done.png", full_page=True)
+    stored = read_actions(str(own_store.data))
+    mine = stored[stored["customer_id"] == at_risk["customer_id"]]
+    assert mine[["action", "owner", "outcome", "note"]].values.tolist() == [[second["key"], "Anna Li", "promised_order", "orders again next week"]]
+    assert page.evaluate("localStorage.getItem('churn.owner')") == "Anna Li"
     assert not page.problems, page.problems
 
 

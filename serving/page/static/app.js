@@ -409,6 +409,7 @@
       el("td", { class: "owner" }, (a.owner || "").replace(/_/g, " ")),
       el("td", { class: "deadline" }, deadline(a, asOf)),
     )) : [el("tr", {}, el("td", { colspan: "3", class: "empty" }, "No action needed at this risk level."))]));
+    showDoneForm(id, p, actions);
 
     fillTable($("#groups"), [
       { label: "Product group", value: (g) => g.product_group },
@@ -452,6 +453,56 @@
     ], detail.contacts || [], "No contacts recorded.");
     setStatus("");
     $("#customer-title").focus?.();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // marking an action done (POST /actions; the id is the client's, so a repeated click stores it once)
+
+  const OWNER_STORAGE = "churn.owner";
+
+  function newRecordId() {
+    return (window.crypto && crypto.randomUUID) ? crypto.randomUUID() : `ui-${Date.now()}-${Math.random().toString(16).slice(2)}`;
+  }
+
+  function showDoneForm(customerId, p, actions) {
+    const form = $("#done-form");
+    const keyed = actions.filter((a) => a.key);
+    $("#control-note").hidden = !p.control;
+    form.hidden = !keyed.length || !!p.control;
+    $("#done-status").textContent = "";
+    if (form.hidden) return;
+    $("#done-action").replaceChildren(...keyed.map((a) => el("option", { value: a.key }, a.action)));
+    $("#done-owner").value = localStorage.getItem(OWNER_STORAGE) || "";
+    $("#done-note").value = "";
+    form.dataset.customerId = customerId;
+    form.dataset.recordId = newRecordId();
+  }
+
+  async function submitDone(ev) {
+    ev.preventDefault();
+    const form = $("#done-form");
+    const owner = $("#done-owner").value.trim();
+    const body = {
+      id: form.dataset.recordId,
+      customer_id: form.dataset.customerId,
+      action: $("#done-action").value,
+      owner,
+      done_at: new Date().toISOString(),
+      outcome: $("#done-outcome").value,
+      note: $("#done-note").value.trim(),
+    };
+    $("#done-submit").disabled = true;
+    try {
+      const res = await guarded(() => api("actions", body));
+      if (!res) return;
+      localStorage.setItem(OWNER_STORAGE, owner);
+      const text = $("#done-action").selectedOptions[0].textContent;
+      $("#done-status").textContent = `Recorded: ${text} (${body.outcome.replace(/_/g, " ")}).`;
+      form.dataset.recordId = newRecordId();
+      $("#done-note").value = "";
+    } finally {
+      $("#done-submit").disabled = false;
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -612,6 +663,7 @@
     filters.addEventListener("submit", (ev) => ev.preventDefault());
     filters.addEventListener("reset", () => setTimeout(() => { readFilterForm(); guarded(loadList); }, 0));
     $("#export-csv").addEventListener("click", exportCsv);
+    $("#done-form").addEventListener("submit", submitDone);
     $("#page-prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); guarded(loadList); });
     $("#page-next").addEventListener("click", () => { state.offset += state.limit; guarded(loadList); });
 
