@@ -315,14 +315,18 @@ def score(
     data: DataOpt = None,
     as_of: AsOfOpt = None,
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the risk list to this .csv or .parquet file.")] = None,
+    holdout: Annotated[
+        float | None,
+        typer.Option(help="Share of each risk band held out as control (no action this cycle), seeded; 0 = none [env CHURN_HOLDOUT; default 0]."),
+    ] = None,
 ) -> None:
     """Score every active customer with the champion model and store the risk list (history kept).
 
-    Example: churn score --data data/crm.duckdb --out risk_list.csv
+    Example: churn score --data data/crm.duckdb --holdout 0.1 --out risk_list.csv
     """
     from serving.batch import score_all
 
-    settings = _settings(data=data)
+    settings = _settings(data=data, holdout=holdout)
     started = time.perf_counter()
     frame = score_all(settings, as_of=_as_date(as_of), out=out_file)
     _print_risk_list(frame, f"{len(frame):,} customers scored in {time.perf_counter() - started:.1f} s")
@@ -347,7 +351,7 @@ def _print_risk_list(frame: Any, title: str, rows: int = 10) -> None:
             f"{r['churn_probability']:.0%}",
             str(r["risk_band"]),
             f"{r['tier']} / {r['pyramid']}",
-            str(r["stage"]).replace("_", " ") + (" (let go?)" if r["let_go"] else ""),
+            str(r["stage"]).replace("_", " ") + (" (let go?)" if r["let_go"] else "") + (" (control)" if r.get("control") else ""),
             f"{r['value_at_risk']:,.0f}",
             f"{_shown(r['top_reason'], '')}\n[dim]-> {_shown(r['first_action'], 'no action at this risk level')}[/]",
         )

@@ -62,6 +62,15 @@ class Settings(BaseSettings):
             "risk_high and risk_medium are then not used."
         ),
     )
+    holdout: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.5,
+        description=(
+            "Share of each risk band that `churn score` marks as control (no action this cycle), drawn at random with the seed, "
+            "so that `churn outcomes` can measure what the actions changed; 0 = no control group."
+        ),
+    )
     stage_gap_multiple: float = Field(default=3.0, gt=0, description="A customer is win_back (gone quiet) after this many of its usual gaps without an order.")
     stage_min_days: float = Field(default=30.0, ge=0, description="Fewest days without an order before any customer is win_back.")
     stage_single_order_days: float = Field(default=90.0, ge=0, description="Days without an order after which a customer with a single order day is win_back.")

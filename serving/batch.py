@@ -63,6 +63,8 @@ RISK_SCORE_TYPES: dict[str, str] = {
     "stage": "string",
     "value_12m": "float64",
     "let_go": "boolean",
+    "control": "boolean",
+    "holdout": "float64",
 }
 """The columns of the ``risk_scores`` table and their types (columns added later come last: older tables gain them)."""
 
@@ -77,6 +79,7 @@ EXPORT_COLUMNS = (
     "value_at_risk",
     "stage",
     "let_go",
+    "control",
     "top_reason",
     "first_action",
     "first_action_owner",
@@ -178,6 +181,9 @@ def score_all(
         say(f"risk bands from the team's capacity: high from {scorer.risk_high:.1%}, medium from {scorer.risk_medium:.1%}")
     scored = ScoredSnapshot.build(scorer, snapshot, day)
     frame = risk_scores_frame(scorer, scored, explain_top=explain_top, scored_at=_utc_now())
+    frame = mark_control(frame, settings.holdout, seed=settings.seed)
+    if settings.holdout:
+        say(f"{int(frame['control'].sum()):,} customers held out as control ({settings.holdout:.0%} of each band): no action this cycle")
     write_risk_scores(settings.data, frame)
     say(f"{len(frame):,} rows appended to {RISK_SCORES} in {settings.data}")
     export = export_frame(frame)
@@ -267,6 +273,43 @@ def risk_scores_frame(
     return _typed(frame)
 
 
+CONTROL_NOTE = "control: no action this cycle"
+"""What the risk list says instead of a control customer's first action."""
+
+
+def mark_control(frame: pd.DataFrame, holdout: float, *, seed: int) -> pd.DataFrame:
+    """Mark a random share of each risk band as control (no action this cycle), reproducibly.
+
+    The draw is seeded by ``seed`` and the run's as-of date, so scoring the same date again holds
+    out the same customers. Control rows keep their planned actions in ``actions_json`` (what they
+    would have been given: ``churn outcomes`` compares like with like), but their ``first_action``
+    says :data:`CONTROL_NOTE`.
+
+    Args:
+        frame: rows from :func:`risk_scores_frame`.
+        holdout: the share of each band, 0 to 0.5.
+        seed: the random seed.
+
+    Returns:
+        A copy with ``control`` and ``holdout`` set.
+    """
+    out = frame.copy()
+    control = np.zeros(len(out), dtype=bool)
+    if holdout > 0 and len(out):
+        day = pd.Timestamp(out["as_of"].iloc[0]).toordinal()
+        rng = np.random.default_rng([seed, day])
+        ids = out["customer_id"].astype(str).to_numpy()
+        for band in ("high", "medium", "low"):
+            rows = np.flatnonzero(out["risk_band"].to_numpy() == band)
+            rows = rows[np.argsort(ids[rows], kind="stable")]
+            control[rng.permutation(rows)[: int(round(holdout * rows.size))]] = True
+    out["control"] = control
+    out["holdout"] = float(holdout)
+    for column in ("first_action", "first_action_owner", "first_action_due"):
+        out[column] = out[column].where(~control, CONTROL_NOTE if column == "first_action" else None)
+    return out
+
+
 def _typed(frame: pd.DataFrame, types: dict[str, str] = RISK_SCORE_TYPES) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index)
     for col, kind in types.items():
@@ -280,7 +323,7 @@ def _typed(frame: pd.DataFrame, types: dict[str, str] = RISK_SCORE_TYPES) -> pd.
         elif kind == "int64":
             out[col] = pd.to_numeric(values).astype("int64")
         elif kind == "boolean":
-            out[col] = values.astype(bool)
+            out[col] = values.fillna(False).astype(bool)
         else:
             out[col] = values.astype(object).where(values.notna(), None)
     return out

@@ -323,6 +323,26 @@ def test_risk_list_reads_the_newest_batch_run(client: httpx.Client, store: Train
     assert all(keys[a["key"]] == a["action"] for i in body["items"] for a in i["actions"])
 
 
+def test_control_customers_are_listed_with_no_action_this_cycle(client: httpx.Client, store: TrainedStore) -> None:
+    from churn.settings import load_settings
+
+    settings = load_settings(data=str(store.data), tracking_uri=store.tracking_uri, model_name=store.model_name, holdout=0.25)
+    ranked = score_all(settings, explain_top=10)
+    held_out = set(ranked.loc[ranked["control"], "customer_id"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = client.post("/risk_list", json={"limit": 1000, "explain": True}).json()
+        if {i["customer_id"] for i in body["items"] if i["control"]} == held_out:
+            break
+        time.sleep(0.5)
+    assert {i["customer_id"] for i in body["items"] if i["control"]} == held_out and held_out
+    assert all(not i["actions"] for i in body["items"] if i["control"])
+    assert any(i["actions"] for i in body["items"] if not i["control"] and i["risk_band"] != "low")
+    some = sorted(held_out)[:MAX_BATCH]
+    answers = client.post("/predict", json={"customers": [{"customer_id": c} for c in some]}).json()["results"]
+    assert all(a["control"] and not a["actions"] for a in answers)
+
+
 # ---- a new champion is picked up without a restart (keep this last: it moves the alias)
 
 

@@ -264,6 +264,7 @@
   }
 
   function firstAction(r) {
+    if (r.control) return "control: no action this cycle";
     if (r.first_action) return r.first_action;
     const actions = r.actions || [];
     return actions.length ? actions[0].action : "";
@@ -286,7 +287,8 @@
         el("td", {},
           el("a", { class: "customer-link", href: "#/customer/" + encodeURIComponent(r.customer_id) }, r.name || r.customer_id),
           el("span", { class: "id" }, r.customer_id),
-          r.let_go ? el("span", { class: "tag let-go" }, "let-go candidate") : ""),
+          r.let_go ? el("span", { class: "tag let-go" }, "let-go candidate") : "",
+          r.control ? el("span", { class: "tag control" }, "control: no action this cycle") : ""),
         el("td", { class: "nowrap" }, `${r.tier || "–"} · ${r.pyramid || "–"}`),
         el("td", {}, r.region || "–"),
         el("td", {}, r.account_manager || "–"),
