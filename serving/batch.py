@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -170,6 +170,8 @@ def score_all(
         day = as_of or data.end_date()
         say(f"building the snapshot as of {day}")
         snapshot = build_snapshot(data, day, settings.active_days)
+        reference_day = _reference_day(loaded.model.metadata, day, settings.horizon_days)
+        reference = build_snapshot(data, reference_day, settings.active_days) if reference_day else None
         groups = score_groups(group_model, data, day, settings.active_days) if group_model is not None and data.has("order_lines") else None
     finally:
         disconnect(data.con)
@@ -186,6 +188,8 @@ def score_all(
         say(f"{int(frame['control'].sum()):,} customers held out as control ({settings.holdout:.0%} of each band): no action this cycle")
     write_risk_scores(settings.data, frame)
     say(f"{len(frame):,} rows appended to {RISK_SCORES} in {settings.data}")
+    if reference is not None and reference_day is not None and not reference.empty:
+        _write_drift(settings.data, scorer, reference, reference_day, snapshot, frame, say)
     export = export_frame(frame)
     if out is not None:
         path = write_export(export, out)
@@ -194,6 +198,31 @@ def score_all(
         _write_groups(settings.data, groups, frame, out, say)
     say(f"done in {time.perf_counter() - started:.1f} s")
     return export
+
+
+def _reference_day(metadata: dict[str, Any], day: date, horizon_days: int) -> date | None:
+    """The training reference's date for drift: the latest snapshot the model learned from (``train_last``) when it is
+    before ``day``; for a model that learned past the run's date, the date a horizon before it, inside its training period."""
+    first, last = metadata.get("train_first"), metadata.get("train_last")
+    if not last:
+        return None
+    reference = min(date.fromisoformat(str(last)[:10]), day - timedelta(days=horizon_days))
+    if first and reference < date.fromisoformat(str(first)[:10]):
+        return None
+    return reference
+
+
+def _write_drift(location: str, scorer: Scorer, reference: pd.DataFrame, reference_day: date, snapshot: pd.DataFrame, frame: pd.DataFrame, say: Progress) -> None:
+    """Store the run's PSI of inputs and scores against the training reference."""
+    from serving.drift import SCORE, drift_frame, write_drift  # serving.drift builds on this module's store
+
+    first = frame.iloc[0]
+    stamp = RunStamp(pd.Timestamp(first["scored_at"]).to_pydatetime(), first["as_of"], str(first["model_name"]), str(first["model_version"]))
+    drift = drift_frame(scorer, reference, snapshot)
+    write_drift(location, stamp, reference_day, drift)
+    top = drift[drift["feature"] != SCORE].iloc[0] if len(drift) > 1 else None
+    score_psi = float(drift.loc[drift["feature"] == SCORE, "psi"].iloc[0])
+    say(f"drift against the training reference ({reference_day}): scores PSI {score_psi:.3f}" + (f", largest input {top['feature']} {top['psi']:.3f}" if top is not None else ""))
 
 
 def _write_groups(location: str, groups: pd.DataFrame, frame: pd.DataFrame, out: str | Path | None, say: Progress) -> None:
