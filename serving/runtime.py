@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -194,6 +194,7 @@ class Runtime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self.on_refresh: Callable[[Runtime], None] | None = None
 
     # ---- lifecycle
 
@@ -220,6 +221,8 @@ class Runtime:
         while not self._stop.is_set():
             try:
                 self.refresh()
+                if self.on_refresh is not None:
+                    self.on_refresh(self)
                 self.last_error = None
             except Exception as err:  # the watcher must survive and retry
                 self.last_error = str(err)

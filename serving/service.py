@@ -9,7 +9,8 @@ the ``CHURN_*`` settings in the environment). Endpoints:
 - ``POST /risk_list``: the ranked list with filters and paging (the newest ``churn score`` run,
   or the in-memory snapshot scored on the spot when there is none).
 - BentoML's ``/healthz``, ``/livez``, ``/readyz`` (ready once model and features are loaded) and
-  ``/metrics``: the only paths open without the API key.
+  ``/metrics`` (with the served model's age and the newest run's drift, :mod:`serving.monitoring`):
+  the only paths open without the API key.
 
 A page (``/ui``) can be mounted with ``bentoml.asgi_app(app, path="/ui")`` on :class:`ChurnService`;
 its handlers reach the running service through ``bentoml.get_current_service()`` and its
@@ -29,6 +30,7 @@ from starlette.responses import JSONResponse
 
 from serving.actions import ActionConflict, ActionDone, ActionRecorded, Outcome
 from serving.middleware import ApiKeyMiddleware, JsonBodyMiddleware
+from serving.monitoring import Monitor
 from serving.page import page_app
 from serving.runtime import NotReady, RequestError, Runtime, StartupError, check_startup
 from serving.schemas import CustomerIn, PredictRequest, PredictResponse, RiskListRequest, RiskListResponse
@@ -70,6 +72,7 @@ class ChurnService:
             _stop_server(str(err))
             raise SystemExit(f"churn service cannot start: {err}") from None
         self.runtime = Runtime(settings)
+        self.runtime.on_refresh = Monitor().update
         self.runtime.start()
 
     def __is_ready__(self) -> bool:

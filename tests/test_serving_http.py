@@ -343,6 +343,25 @@ def test_control_customers_are_listed_with_no_action_this_cycle(client: httpx.Cl
     assert all(a["control"] and not a["actions"] for a in answers)
 
 
+def test_metrics_expose_the_served_model_age_and_the_newest_drift(service: ServiceProcess, store: TrainedStore) -> None:
+    from serving.drift import read_drift
+
+    drift = read_drift(str(store.data))
+    assert len(drift), "the batch runs above stored their drift"
+    score_psi = float(drift.loc[drift["feature"] == "__score__", "psi"].iloc[0])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{service.url}/metrics", timeout=10).text
+        if 'churn_drift_psi{feature="__score__"}' in text:
+            break
+        time.sleep(0.5)
+    lines = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line.startswith("churn_")}
+    assert lines['churn_drift_psi{feature="__score__"}'] == pytest.approx(score_psi)
+    age = [v for k, v in lines.items() if k.startswith("churn_model_age_days{")]
+    assert age and 0 <= age[0] < 1, "the model was trained minutes ago"
+    assert any(k.startswith("churn_model_data_age_days{") and v > 0 for k, v in lines.items())
+
+
 # ---- a new champion is picked up without a restart (keep this last: it moves the alias)
 
 
