@@ -284,3 +284,28 @@ def test_overview_charts_render(page, service: ServiceProcess, output: Path) -> 
     assert everyone["period_label"] in first_row and f"{everyone['churn_rate']:.1%}" in first_row
     page.screenshot(path=output / "overview.png", full_page=True)
     assert not page.problems, page.problems
+
+
+def test_outcomes_tab_shows_the_report_with_its_plots(page, service: ServiceProcess, own_store: TrainedStore, output: Path) -> None:
+    from datetime import date
+
+    from churn.settings import load_settings
+    from serving.batch import score_all
+    from training.outcomes import outcomes
+
+    settings = load_settings(data=str(own_store.data), tracking_uri=own_store.tracking_uri, model_name=own_store.model_name, holdout=0.3)
+    score_all(settings, as_of=date(2025, 9, 1), explain_top=10)
+    (report,) = [r for r in outcomes(settings) if r["as_of"] == "2025-09-01"]
+    _sign_in(page, service)
+    page.wait_for_selector("#risk-table tbody tr[data-customer-id]")
+    page.get_by_role("link", name="Outcomes").click()
+    kpis = page.locator("#outcomes-kpis")
+    kpis.get_by_text(f"{report['roc_auc']:.3f}").wait_for()
+    assert f"{report['pr_auc']:.3f}" in kpis.inner_text()
+    assert page.locator("#effects-table tbody tr").count() == 1 + len(report["effects"]["per_action"]) + len(report["effects"]["per_driver"])
+    assert "all at-risk customers" in page.locator("#effects-table").inner_text()
+    for chart in ("chart-calibration", "chart-uplift"):
+        assert page.evaluate(f"Chart.getChart(document.getElementById('{chart}')) !== undefined"), chart
+    assert page.locator("#drift-table tbody tr").count() == min(10, len(report["drift"])) > 0
+    page.screenshot(path=output / "outcomes.png", full_page=True)
+    assert not page.problems, page.problems

@@ -126,7 +126,7 @@
   // ---------------------------------------------------------------------------------------------
   // views and routing
 
-  const VIEWS = ["login", "list", "customer", "overview"];
+  const VIEWS = ["login", "list", "customer", "overview", "outcomes"];
 
   function show(view) {
     for (const v of VIEWS) $("#view-" + v).hidden = v !== view;
@@ -155,6 +155,9 @@
     } else if (hash.startsWith("#/overview")) {
       show("overview");
       await guarded(loadOverview);
+    } else if (hash.startsWith("#/outcomes")) {
+      show("outcomes");
+      await guarded(loadOutcomes);
     } else {
       const stage = hash.startsWith("#/list/win_back") ? "win_back" : "retain";
       if (stage !== state.stage) { state.stage = stage; state.offset = 0; }
@@ -635,6 +638,90 @@
       { label: "12-month revenue lost", num: true, value: (m) => fmtMoney(m.revenue_lost) },
     ], shownMgr, "No account managers in the data.");
     setStatus("");
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // outcomes: what happened after each scoring run (churn outcomes)
+
+  const fmtAuc = (v) => (v == null ? "–" : Number(v).toFixed(3));
+  const fmtUplift = (c) => `${c.uplift >= 0 ? "+" : ""}${pct.format(c.uplift)} (${pct.format(c.low)} to ${pct.format(c.high)})`;
+
+  async function loadOutcomes() {
+    setStatus("Loading the outcomes…");
+    const reports = ((await ui("outcomes")).reports || []).slice().reverse();
+    const select = $("#outcomes-run");
+    $("#outcomes-note").textContent = reports.length
+      ? "For every scoring run whose horizon has passed: realised churn (no order in the horizon) against the served probability, " +
+        "and where the run held out a control group, the retention of treated against control at-risk customers."
+      : "No outcomes yet: run `churn score --holdout 0.1`, record the actions, and after the horizon `churn outcomes`.";
+    select.replaceChildren(...reports.map((r, i) => el("option", { value: String(i) }, `${r.as_of} (model version ${r.model_version})`)));
+    $("#outcomes-run-field").hidden = !reports.length;
+    select.onchange = () => renderOutcome(reports[Number(select.value)]);
+    if (reports.length) renderOutcome(reports[0]);
+    setStatus("");
+  }
+
+  function comparisons(effects) {
+    if (!effects || !effects.overall) return [];
+    return [["all at-risk customers", effects.overall],
+      ...Object.entries(effects.per_action || {}).map(([k, c]) => [`action ${k}`, c]),
+      ...Object.entries(effects.per_driver || {}).map(([k, c]) => [`driver ${k.replace(/_/g, " ")}`, c])];
+  }
+
+  function renderOutcome(r) {
+    $("#outcomes-retrain").replaceChildren(...(r.retrain || []).map((reason) => el("li", {}, "Retrain recommended: " + reason)));
+    const overall = r.effects && r.effects.overall;
+    $("#outcomes-kpis").replaceChildren(
+      kpi("Run as of", `${fmtDate(r.as_of)} → ${fmtDate(r.horizon_end)}`),
+      kpi("Customers scored", count.format(r.customers)),
+      kpi("Churn predicted / realised", `${fmtPct(r.predicted_churn_rate)} / ${fmtPct(r.churn_rate)}`),
+      kpi("Realised ROC-AUC", fmtAuc(r.roc_auc)),
+      kpi("Realised PR-AUC" + (r.test_pr_auc != null ? " (test)" : ""), fmtAuc(r.pr_auc) + (r.test_pr_auc != null ? ` (${fmtAuc(r.test_pr_auc)})` : "")),
+      kpi("Retention uplift", overall ? fmtUplift(overall) : "no control group"),
+    );
+    const deciles = r.deciles || [];
+    drawChart("chart-calibration", {
+      type: "bar",
+      data: {
+        labels: deciles.map((d) => `decile ${d.decile}`),
+        datasets: [
+          { label: "predicted", data: deciles.map((d) => d.predicted), backgroundColor: "#9db7d8" },
+          { label: "realised", data: deciles.map((d) => d.realised), backgroundColor: "#1f5fa8" },
+        ],
+      },
+      options: { maintainAspectRatio: false, animation: false, scales: { y: { beginAtZero: true, max: 1, ticks: { callback: (v) => pct.format(v) } } } },
+    });
+    const rows = comparisons(r.effects);
+    drawChart("chart-uplift", {
+      type: "bar",
+      data: {
+        labels: rows.map(([name]) => name),
+        datasets: [
+          { label: "uplift", data: rows.map(([, c]) => c.uplift), backgroundColor: "#3f8f5a" },
+          { label: "interval low", data: rows.map(([, c]) => c.low), backgroundColor: "#c9d9cf" },
+          { label: "interval high", data: rows.map(([, c]) => c.high), backgroundColor: "#c9d9cf" },
+        ],
+      },
+      options: { indexAxis: "y", maintainAspectRatio: false, animation: false, scales: { x: { ticks: { callback: (v) => pct.format(v) } } } },
+    });
+    fillTable($("#effects-table"), [
+      { label: "Group", value: ([name]) => name },
+      { label: "Treated", num: true, value: ([, c]) => count.format(c.treated) },
+      { label: "Control", num: true, value: ([, c]) => count.format(c.control) },
+      { label: "Treated kept", num: true, value: ([, c]) => fmtPct(c.treated_retention) },
+      { label: "Control kept", num: true, value: ([, c]) => fmtPct(c.control_retention) },
+      { label: "Uplift (95% interval)", num: true, value: ([, c]) => fmtUplift(c) },
+    ], rows, "No control group in this run: `churn score --holdout 0.1` holds one out.");
+    fillTable($("#bands-table"), [
+      { label: "Band", value: (b) => band(b.risk_band) },
+      { label: "Customers", num: true, value: (b) => count.format(b.customers) },
+      { label: "Predicted", num: true, value: (b) => fmtPct(b.predicted) },
+      { label: "Realised", num: true, value: (b) => fmtPct(b.realised) },
+    ], r.bands || [], "No customers.");
+    fillTable($("#drift-table"), [
+      { label: "Input", value: (d) => (d.feature === "__score__" ? "the scores" : d.feature) },
+      { label: "PSI", num: true, value: (d) => Number(d.psi).toFixed(3) },
+    ], (r.drift || []).slice(0, 10), "No drift figures for this run.");
   }
 
   // ---------------------------------------------------------------------------------------------
