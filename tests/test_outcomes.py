@@ -99,10 +99,10 @@ def test_retrain_is_recommended_when_a_key_input_drifts(loop: dict) -> None:
 
     report = _report(loop)
     drift = pd.DataFrame({"feature": ["days_since_last_order", "orders_90d"], "psi": [0.6, 0.01]})
-    reasons = retrain_advice(report, test_pr_auc=(report["pr_auc"] or 0) + 0.3, drift=drift, settings=loop["settings"])
+    reasons = retrain_advice(report, test_pr_auc=(report["untreated_pr_auc"] or 0) + 0.3, drift=drift, settings=loop["settings"])
     assert any("PR-AUC" in r for r in reasons) and any("days_since_last_order" in r for r in reasons)
     assert not any("orders_90d" in r for r in reasons)
-    assert retrain_advice(report, test_pr_auc=report["pr_auc"], drift=drift.assign(psi=0.01), settings=loop["settings"]) == []
+    assert retrain_advice(report, test_pr_auc=report["untreated_pr_auc"], drift=drift.assign(psi=0.01), settings=loop["settings"]) == []
 
 
 def test_psi_is_zero_for_the_same_population_and_grows_with_a_shift() -> None:
@@ -133,3 +133,10 @@ def test_outcomes_cli_prints_the_report(loop: dict, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["outcomes", "--data", str(store.data)], env=env)
     assert result.exit_code == 0, result.output
     assert f"run of {AS_OF}" in result.output and "treated vs control" in result.output and "ROC-AUC" in result.output
+
+
+def test_the_scores_are_also_judged_where_no_action_was_taken(loop: dict) -> None:
+    report, run = _report(loop), loop["run"]
+    untouched = run[run["control"] | (run["risk_band"] == "low")]
+    assert report["untreated_roc_auc"] is not None and 0.5 < report["untreated_roc_auc"] <= 1
+    assert len(untouched) < len(run)

@@ -6,7 +6,9 @@ is not after the end of the data) and reads what happened in ``[as_of, as_of + H
 - calibration: realised churn per risk band and per decile of the served probability, against the
   mean predicted probability (is "70%" still 70%?);
 - discrimination: the realised ROC-AUC and PR-AUC of the probabilities as served (every scored
-  customer, the control group included: the list is judged as it was written);
+  customer: the list is judged as it was written), and, with a control group, the same on the
+  customers no action touched (control and the bands without actions), since the actions keep some
+  of the customers the scores named;
 - effect, where the run held out a control group: the retention (an order in the horizon) of the
   at-risk customers (the playbook's ``act_on_bands``) who were not held out against those who were,
   with the difference's 95% interval (Agresti-Caffo: one success and one failure added to each
@@ -193,6 +195,13 @@ def effects(frame: pd.DataFrame, actions: pd.DataFrame, at_risk_bands: Sequence[
     }
 
 
+def _aucs(y: np.ndarray, p: np.ndarray) -> tuple[float | None, float | None]:
+    """ROC-AUC and PR-AUC (churn positive), None without both classes."""
+    if not 0 < y.sum() < len(y):
+        return None, None
+    return float(roc_auc_score(y, p)), float(average_precision_score(y, p))
+
+
 def run_report(data: CRMDataset, location: str | Path, stamp: RunStamp, horizon_days: int, at_risk_bands: Sequence[str]) -> dict[str, Any]:
     """The outcomes of one scoring run whose horizon has passed.
 
@@ -218,8 +227,11 @@ def run_report(data: CRMDataset, location: str | Path, stamp: RunStamp, horizon_
     frame["touched"] = frame["customer_id"].astype(str).isin(touched)
     frame["control"] = frame["control"].fillna(False).astype(bool) if "control" in frame.columns else False
     y, p = frame["churned"].to_numpy(dtype=int), frame["churn_probability"].to_numpy(dtype=float)
-    two_classes = 0 < y.sum() < len(y)
     bands, deciles = calibration(frame)
+    # the actions keep some of the at-risk customers the scores named: judge the scores where no action was taken too
+    untreated = (frame["control"] | ~frame["risk_band"].isin(list(at_risk_bands))).to_numpy(dtype=bool)
+    plain_roc, plain_pr = _aucs(y[untreated], p[untreated]) if frame["control"].any() else (None, None)
+    roc, pr = _aucs(y, p)
     return {
         "scored_at": stamp.scored_at.isoformat(),
         "as_of": stamp.as_of.isoformat(),
@@ -229,8 +241,10 @@ def run_report(data: CRMDataset, location: str | Path, stamp: RunStamp, horizon_
         "customers": int(len(frame)),
         "churn_rate": float(y.mean()),
         "predicted_churn_rate": float(p.mean()),
-        "roc_auc": float(roc_auc_score(y, p)) if two_classes else None,
-        "pr_auc": float(average_precision_score(y, p)) if two_classes else None,
+        "roc_auc": roc,
+        "pr_auc": pr,
+        "untreated_roc_auc": plain_roc,
+        "untreated_pr_auc": plain_pr,
         "bands": bands,
         "deciles": deciles,
         "holdout": float(frame["holdout"].max()) if "holdout" in frame.columns and frame["holdout"].notna().any() else 0.0,
@@ -305,6 +319,10 @@ def latest_reports(location: str | Path) -> list[dict[str, Any]]:
 def retrain_advice(report: dict[str, Any], test_pr_auc: float | None, drift: pd.DataFrame, settings: Settings) -> list[str]:
     """Why the model should be retrained, if it should: realised PR-AUC clearly below the test figure, or a key input drifted.
 
+    With a control group the PR-AUC is the one of the customers no action touched (control and the
+    bands without actions): the actions keep some of the customers the scores named, which would
+    otherwise count against the scores.
+
     Args:
         report: from :func:`run_report`.
         test_pr_auc: the served version's PR-AUC on its test period.
@@ -315,7 +333,7 @@ def retrain_advice(report: dict[str, Any], test_pr_auc: float | None, drift: pd.
         The reasons (empty: no retrain needed).
     """
     reasons = []
-    realised = report.get("pr_auc")
+    realised = report.get("untreated_pr_auc") if report.get("untreated_pr_auc") is not None else report.get("pr_auc")
     if realised is not None and test_pr_auc is not None and test_pr_auc - realised > settings.retrain_pr_auc_drop:
         reasons.append(
             f"realised PR-AUC {realised:.3f} is {test_pr_auc - realised:.3f} below the test figure {test_pr_auc:.3f} "
@@ -329,7 +347,7 @@ def retrain_advice(report: dict[str, Any], test_pr_auc: float | None, drift: pd.
     return reasons
 
 
-METRICS = ("roc_auc", "pr_auc", "churn_rate", "predicted_churn_rate")
+METRICS = ("roc_auc", "pr_auc", "untreated_roc_auc", "untreated_pr_auc", "churn_rate", "predicted_churn_rate")
 
 
 def log_to_mlflow(tracking_uri: str, reports: Sequence[dict[str, Any]]) -> dict[str, float | None]:
