@@ -363,7 +363,7 @@ def _print_outcome(report: dict[str, Any]) -> None:
         f"\n[bold]run of {report['as_of']}[/] (model {report['model_name']} version {report['model_version']}, horizon to {report['horizon_end']}): "
         f"{report['customers']:,} customers, churn predicted {_pct(report['predicted_churn_rate'])}, realised {_pct(report['churn_rate'])}; "
         f"ROC-AUC {auc}, PR-AUC {pr}" + (f" (test period {test:.3f})" if test is not None else "")
-        + (f"; untouched by actions (control and low band): ROC-AUC {report['untreated_roc_auc']:.3f}, PR-AUC {report['untreated_pr_auc']:.3f}" if report.get("untreated_pr_auc") is not None else "")
+        + (f"; as if no action had been taken (control, weighted for its band, and low band): ROC-AUC {report['untreated_roc_auc']:.3f}, PR-AUC {report['untreated_pr_auc']:.3f}" if report.get("untreated_pr_auc") is not None else "")
     )
     table = Table(title="realised churn against predicted")
     for col in ("group", "customers", "predicted", "realised"):

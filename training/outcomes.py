@@ -6,9 +6,10 @@ is not after the end of the data) and reads what happened in ``[as_of, as_of + H
 - calibration: realised churn per risk band and per decile of the served probability, against the
   mean predicted probability (is "70%" still 70%?);
 - discrimination: the realised ROC-AUC and PR-AUC of the probabilities as served (every scored
-  customer: the list is judged as it was written), and, with a control group, the same on the
-  customers no action touched (control and the bands without actions), since the actions keep some
-  of the customers the scores named;
+  customer: the list is judged as it was written), and, with a control group, the same as if no
+  action had been taken ("untreated"): on the bands without actions and the control customers of the
+  acted-on bands, each weighted by one over its band's holdout share to stand for the whole band,
+  since the actions keep some of the customers the scores named;
 - effect, where the run held out a control group: the retention (an order in the horizon) of the
   at-risk customers (the playbook's ``act_on_bands``) who were not held out against those who were,
   with the difference's 95% interval (Agresti-Caffo: one success and one failure added to each
@@ -195,11 +196,11 @@ def effects(frame: pd.DataFrame, actions: pd.DataFrame, at_risk_bands: Sequence[
     }
 
 
-def _aucs(y: np.ndarray, p: np.ndarray) -> tuple[float | None, float | None]:
-    """ROC-AUC and PR-AUC (churn positive), None without both classes."""
+def _aucs(y: np.ndarray, p: np.ndarray, weight: np.ndarray | None = None) -> tuple[float | None, float | None]:
+    """ROC-AUC and PR-AUC (churn positive, optionally weighted), None without both classes."""
     if not 0 < y.sum() < len(y):
         return None, None
-    return float(roc_auc_score(y, p)), float(average_precision_score(y, p))
+    return float(roc_auc_score(y, p, sample_weight=weight)), float(average_precision_score(y, p, sample_weight=weight))
 
 
 def run_report(data: CRMDataset, location: str | Path, stamp: RunStamp, horizon_days: int, at_risk_bands: Sequence[str]) -> dict[str, Any]:
@@ -228,9 +229,14 @@ def run_report(data: CRMDataset, location: str | Path, stamp: RunStamp, horizon_
     frame["control"] = frame["control"].fillna(False).astype(bool) if "control" in frame.columns else False
     y, p = frame["churned"].to_numpy(dtype=int), frame["churn_probability"].to_numpy(dtype=float)
     bands, deciles = calibration(frame)
-    # the actions keep some of the at-risk customers the scores named: judge the scores where no action was taken too
-    untreated = (frame["control"] | ~frame["risk_band"].isin(list(at_risk_bands))).to_numpy(dtype=bool)
-    plain_roc, plain_pr = _aucs(y[untreated], p[untreated]) if frame["control"].any() else (None, None)
+    # the actions keep some of the at-risk customers the scores named: judge the scores as if no action had been
+    # taken too, on the control customers (weighted to stand for their whole band) and the bands without actions
+    acted = frame["risk_band"].isin(list(at_risk_bands)).to_numpy(dtype=bool)
+    control = frame["control"].to_numpy(dtype=bool)
+    held = {b: control[frame["risk_band"].to_numpy() == b].mean() for b in at_risk_bands if (frame["risk_band"] == b).any()}
+    weight = np.where(acted & control, [1.0 / held.get(b, 1.0) if held.get(b) else 0.0 for b in frame["risk_band"]], 1.0)
+    untreated = control | ~acted
+    plain_roc, plain_pr = _aucs(y[untreated], p[untreated], weight[untreated]) if control.any() else (None, None)
     roc, pr = _aucs(y, p)
     return {
         "scored_at": stamp.scored_at.isoformat(),
@@ -319,9 +325,9 @@ def latest_reports(location: str | Path) -> list[dict[str, Any]]:
 def retrain_advice(report: dict[str, Any], test_pr_auc: float | None, drift: pd.DataFrame, settings: Settings) -> list[str]:
     """Why the model should be retrained, if it should: realised PR-AUC clearly below the test figure, or a key input drifted.
 
-    With a control group the PR-AUC is the one of the customers no action touched (control and the
-    bands without actions): the actions keep some of the customers the scores named, which would
-    otherwise count against the scores.
+    With a control group the PR-AUC is the untreated one (as if no action had been taken: control
+    customers weighted for their band, and the bands without actions): the actions keep some of the
+    customers the scores named, which would otherwise count against the scores.
 
     Args:
         report: from :func:`run_report`.
