@@ -344,17 +344,80 @@ def score(
     data: DataOpt = None,
     as_of: AsOfOpt = None,
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the risk list to this .csv or .parquet file.")] = None,
+    holdout: Annotated[
+        float | None,
+        typer.Option(help="Share of each risk band held out as control (no action this cycle), seeded; 0 = none [env CHURN_HOLDOUT; default 0]."),
+    ] = None,
 ) -> None:
     """Score every active customer with the champion model and store the risk list (history kept).
 
-    Example: churn score --data data/crm.duckdb --out risk_list.csv
+    Example: churn score --data data/crm.duckdb --holdout 0.1 --out risk_list.csv
     """
     from serving.batch import score_all
 
-    settings = _settings(data=data)
+    settings = _settings(data=data, holdout=holdout)
     started = time.perf_counter()
     frame = score_all(settings, as_of=_as_date(as_of), out=out_file)
     _print_risk_list(frame, f"{len(frame):,} customers scored in {time.perf_counter() - started:.1f} s")
+
+
+@app.command()
+@_user_errors
+def outcomes(data: DataOpt = None) -> None:
+    """What happened after every scoring run whose horizon has passed: calibration, realised ROC-AUC and PR-AUC, treated vs control retention, drift.
+
+    Example: churn outcomes --data data/crm.duckdb
+    """
+    from training.outcomes import outcomes as run_outcomes
+
+    settings = _settings(data=data)
+    reports = run_outcomes(settings)
+    if not reports:
+        out.print(f"no scoring run in {settings.data} whose {settings.horizon_days}-day horizon has passed yet: `churn score` first, then wait for the horizon")
+        return
+    for report in reports:
+        _print_outcome(report)
+    out.print(f"figures stored in the run_outcomes table of {settings.data} (the page's Outcomes tab) and logged to MLflow as outcome_* metrics")
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _print_outcome(report: dict[str, Any]) -> None:
+    auc = "–" if report["roc_auc"] is None else f"{report['roc_auc']:.3f}"
+    pr = "–" if report["pr_auc"] is None else f"{report['pr_auc']:.3f}"
+    test = report.get("test_pr_auc")
+    out.print(
+        f"\n[bold]run of {report['as_of']}[/] (model {report['model_name']} version {report['model_version']}, horizon to {report['horizon_end']}): "
+        f"{report['customers']:,} customers, churn predicted {_pct(report['predicted_churn_rate'])}, realised {_pct(report['churn_rate'])}; "
+        f"ROC-AUC {auc}, PR-AUC {pr}" + (f" (test period {test:.3f})" if test is not None else "")
+        + (f"; as if no action had been taken (control, weighted for its band, and low band): ROC-AUC {report['untreated_roc_auc']:.3f}, PR-AUC {report['untreated_pr_auc']:.3f}" if report.get("untreated_pr_auc") is not None else "")
+    )
+    table = Table(title="realised churn against predicted")
+    for col in ("group", "customers", "predicted", "realised"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for row in report["bands"]:
+        table.add_row(f"band {row['risk_band']}", f"{row['customers']:,}", _pct(row["predicted"]), _pct(row["realised"]))
+    for row in report["deciles"]:
+        table.add_row(f"decile {row['decile']}", f"{row['customers']:,}", _pct(row["predicted"]), _pct(row["realised"]))
+    out.print(table)
+    effects = report.get("effects")
+    if effects and effects.get("overall"):
+        table = Table(title=f"retention of at-risk customers, treated vs control (touched: treated {_pct(effects['touched_treated'])}, control {_pct(effects['touched_control'])})")
+        for col in ("group", "treated", "control", "treated kept", "control kept", "uplift (95% interval)"):
+            table.add_column(col, justify="left" if col == "group" else "right")
+        rows = [("all at-risk", effects["overall"])] + [(f"action {k}", v) for k, v in effects["per_action"].items()] + [(f"driver {k}", v) for k, v in effects["per_driver"].items()]
+        for name, c in rows:
+            table.add_row(name, f"{c['treated']:,}", f"{c['control']:,}", _pct(c["treated_retention"]), _pct(c["control_retention"]), f"{c['uplift']:+.1%} ({c['low']:+.1%}, {c['high']:+.1%})")
+        out.print(table)
+    else:
+        out.print("no control group in this run (`churn score --holdout 0.1` holds one out): the effect of the actions cannot be measured")
+    drift = report.get("drift") or []
+    if drift:
+        out.print("drift (PSI against the training reference): " + ", ".join(f"{d['feature'].replace('__score__', 'scores')} {d['psi']:.2f}" for d in drift[:5]))
+    for reason in report.get("retrain") or []:
+        out.print(f"[bold red]retrain recommended:[/] {reason}", highlight=False)
 
 
 def _shown(value: Any, missing: str) -> str:
@@ -376,7 +439,7 @@ def _print_risk_list(frame: Any, title: str, rows: int = 10) -> None:
             f"{r['churn_probability']:.0%}",
             str(r["risk_band"]),
             f"{r['tier']} / {r['pyramid']}",
-            str(r["stage"]).replace("_", " ") + (" (let go?)" if r["let_go"] else ""),
+            str(r["stage"]).replace("_", " ") + (" (let go?)" if r["let_go"] else "") + (" (control)" if r.get("control") else ""),
             f"{r['value_at_risk']:,.0f}",
             f"{_shown(r['top_reason'], '')}\n[dim]-> {_shown(r['first_action'], 'no action at this risk level')}[/]",
         )

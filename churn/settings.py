@@ -94,6 +94,25 @@ class Settings(BaseSettings):
             "risk_high and risk_medium are then not used."
         ),
     )
+    holdout: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.5,
+        description=(
+            "Share of each risk band that `churn score` marks as control (no action this cycle), drawn at random with the seed, "
+            "so that `churn outcomes` can measure what the actions changed; 0 = no control group."
+        ),
+    )
+    retrain_pr_auc_drop: float = Field(
+        default=0.1, ge=0, le=1, description="`churn outcomes` recommends retraining when the realised PR-AUC falls more than this below the test figure."
+    )
+    drift_psi_alert: float = Field(
+        default=0.25, gt=0, description="PSI of the scores or of a key input above which `churn outcomes` recommends retraining (0.25 = a clear shift)."
+    )
+    drift_key_inputs: list[str] = Field(
+        default_factory=lambda: ["days_since_last_order", "orders_90d", "revenue_90d", "btyd_p_alive"],
+        description="The inputs whose drift alone is reason to retrain (JSON list in CHURN_DRIFT_KEY_INPUTS).",
+    )
     stage_gap_multiple: float = Field(default=3.0, gt=0, description="A customer is win_back (gone quiet) after this many of its usual gaps without an order.")
     stage_min_days: float = Field(default=30.0, ge=0, description="Fewest days without an order before any customer is win_back.")
     stage_single_order_days: float = Field(default=90.0, ge=0, description="Days without an order after which a customer with a single order day is win_back.")

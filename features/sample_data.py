@@ -100,10 +100,12 @@ losing the dtype; amounts are float64.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -111,6 +113,9 @@ import pyarrow as pa
 
 from features.contract import MUTABLE_ATTRIBUTES
 from features.sample_lines import PRODUCT_GROUPS, PRODUCTS_PER_GROUP, Baskets, draw_baskets, draw_lines, make_catalogue, remaining_share
+
+if TYPE_CHECKING:
+    from features.sample_program import LifecycleHook, RetentionProgram
 
 BLOCK_SIZE = 1_000
 """Customers per random-number block; chunks are whole blocks."""
@@ -626,8 +631,8 @@ def _complaint_burden(complaints: dict[str, np.ndarray], first: int, last: int, 
     return np.bincount(complaints["row"], weights=weight, minlength=n)
 
 
-def _simulate_lifecycle(rng: np.random.Generator, block: _Block, cal: _Calendar, contact_gap: np.ndarray) -> _History:
-    """Month by month: growth, hazards from the hidden causes, declines, losses, recoveries, win-backs."""
+def _simulate_lifecycle(rng: np.random.Generator, block: _Block, cal: _Calendar, contact_gap: np.ndarray, hook: LifecycleHook | None = None) -> _History:
+    """Month by month: growth, hazards from the hidden causes, declines, losses, recoveries, win-backs (and a retention program's effect, with ``hook``)."""
     n, months = block.size, cal.months
     month_mid = (cal.month_first + cal.month_last) / 2.0
     alive_days = np.clip(cal.month_last[None, :] - np.maximum(cal.month_first[None, :], block.created[:, None]) + 1, 0, None)
@@ -670,6 +675,8 @@ def _simulate_lifecycle(rng: np.random.Generator, block: _Block, cal: _Calendar,
         winback = (status == 2) & (m - lost_at >= 9) & (rng.random(n) < _WINBACK_PER_MONTH)
         status[winback] = 0
         decline_mult[winback] = 0.3
+        if hook is not None:
+            hook.reverse(m, status, decline_mult, ends_in_loss)
 
         status_by_month[:, m] = status
         ordering = status != 2
@@ -698,6 +705,8 @@ def _simulate_lifecycle(rng: np.random.Generator, block: _Block, cal: _Calendar,
         ) * block.frailty[:, None]
         total = hazard.sum(axis=1)
         trigger = (status == 0) & (days_known >= 0) & (rng.random(n) < -np.expm1(-total))
+        if hook is not None:
+            trigger = hook.prevent(m, trigger)
         rows = np.flatnonzero(trigger)
         cause = _choose(rng, hazard[rows] / total[rows, None])
         status[rows] = 1
@@ -906,6 +915,7 @@ def _simulate_block(
     counters: _Counters,
     trace: dict[str, object] | None = None,
     lines: bool = True,
+    hook: LifecycleHook | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Simulate one block of customers and return its tables.
 
@@ -919,6 +929,7 @@ def _simulate_block(
         counters: running id numbers, advanced past this block's rows.
         trace: if given, receives the latent customers and lifecycle (for calibration).
         lines: write the ``order_lines`` table (the orders are the same either way).
+        hook: a retention program's part in the lifecycle (:mod:`features.sample_program`).
 
     Returns:
         The tables of :data:`TABLE_NAMES` for the block's customers (without ``order_lines`` unless ``lines``).
@@ -929,7 +940,7 @@ def _simulate_block(
     month_last = cal.month_last.astype(float)
     last_contact = _last_before(rhythm[0], rhythm[1], size, np.broadcast_to(month_last, (size, cal.months)))
     contact_gap = month_last[None, :] - np.where(np.isnan(last_contact), block.created[:, None], last_contact)
-    history = _simulate_lifecycle(rng, block, cal, contact_gap)
+    history = _simulate_lifecycle(rng, block, cal, contact_gap, hook)
     orders = _draw_orders(rng, block, cal, history)
     lines_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3, block_index)))
     baskets = _baskets(lines_rng, block, cal, history)
@@ -1023,6 +1034,23 @@ def _simulate_block(
     return tables
 
 
+def _simulate_with_program(
+    block_index: int, first_number: int, size: int, cal: _Calendar, roster: _Roster, seed: int, counters: _Counters, lines: bool, program: RetentionProgram
+) -> dict[str, pd.DataFrame]:
+    """One block with a retention program: simulated without it and with it, spliced at its start (see :mod:`features.sample_program`)."""
+    scratch = dataclasses.replace(counters)
+    without = _simulate_block(block_index, first_number, size, cal, roster, seed, counters, lines=lines)
+    hook = program.hook(block_index, _string_ids("C", first_number + np.arange(size), 6), cal.month_first)
+    with_program = _simulate_block(block_index, first_number, size, cal, roster, seed, scratch, lines=lines, hook=hook)
+
+    def renumber(prefix: str, field: str, count: int, width: int) -> pd.Series:
+        start = getattr(counters, field)
+        setattr(counters, field, start + count)
+        return _string_ids(prefix, start + 1 + np.arange(count), width)
+
+    return program.splice(without, with_program, renumber)
+
+
 def _baskets(rng: np.random.Generator, block: _Block, cal: _Calendar, history: _History) -> Baskets:
     """The block's baskets, with the first decline a competitor caused for each customer it poached."""
     poached = history.decline_causes == _CAUSES.index("competitor")
@@ -1113,6 +1141,7 @@ def iter_sample_chunks(
     end: datetime.date = datetime.date(2025, 12, 31),
     chunk_size: int = 10_000,
     lines: bool = True,
+    program: RetentionProgram | None = None,
 ) -> Iterator[dict[str, pd.DataFrame]]:
     """Yield the tables of :data:`TABLE_NAMES` for consecutive slices of customers.
 
@@ -1129,6 +1158,8 @@ def iter_sample_chunks(
         end: last day of the data; no row carries a later date.
         chunk_size: customers per chunk (rounded up to whole blocks); bounds the memory in use.
         lines: also write the ``order_lines`` table (about four lines an order).
+        program: a retention program to simulate from its start (the chunks then also hold its truth;
+            see :func:`features.sample_program.generate_with_program`).
 
     Returns:
         An iterator of dicts with the tables of :data:`TABLE_NAMES`.
@@ -1149,8 +1180,12 @@ def iter_sample_chunks(
         for block in range(first_block, min(first_block + blocks_per_chunk, n_blocks)):
             first = block * BLOCK_SIZE
             size = min(BLOCK_SIZE, customers - first)
-            parts.append(_simulate_block(block, first + 1, size, calendar, roster, seed, counters, lines=lines))
-        yield {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in TABLE_NAMES if name in parts[0]}
+            if program is None:
+                parts.append(_simulate_block(block, first + 1, size, calendar, roster, seed, counters, lines=lines))
+            else:
+                parts.append(_simulate_with_program(block, first + 1, size, calendar, roster, seed, counters, lines, program))
+        names = [n for n in TABLE_NAMES if n in parts[0]] + [n for n in parts[0] if n not in TABLE_NAMES]
+        yield {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in names}
 
 
 def generate_sample(

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -63,6 +63,8 @@ RISK_SCORE_TYPES: dict[str, str] = {
     "stage": "string",
     "value_12m": "float64",
     "let_go": "boolean",
+    "control": "boolean",
+    "holdout": "float64",
 }
 """The columns of the ``risk_scores`` table and their types (columns added later come last: older tables gain them)."""
 
@@ -77,6 +79,7 @@ EXPORT_COLUMNS = (
     "value_at_risk",
     "stage",
     "let_go",
+    "control",
     "top_reason",
     "first_action",
     "first_action_owner",
@@ -167,9 +170,11 @@ def score_all(
         day = as_of or data.end_date()
         say(f"building the snapshot as of {day}")
         snapshot = build_snapshot(data, day, settings.active_days)
+        reference_day = _reference_day(loaded.model.metadata, day, settings.horizon_days)
+        reference = build_snapshot(data, reference_day, settings.active_days) if reference_day else None
         groups = score_groups(group_model, data, day, settings.active_days) if group_model is not None and data.has("order_lines") else None
     finally:
-        _close(data.con)
+        disconnect(data.con)
     if snapshot.empty:
         raise ScoringError(f"no active customer as of {day} (no order in the {settings.active_days} days before it)")
     say(f"scoring {len(snapshot):,} customers")
@@ -178,8 +183,13 @@ def score_all(
         say(f"risk bands from the team's capacity: high from {scorer.risk_high:.1%}, medium from {scorer.risk_medium:.1%}")
     scored = ScoredSnapshot.build(scorer, snapshot, day)
     frame = risk_scores_frame(scorer, scored, explain_top=explain_top, scored_at=_utc_now())
+    frame = mark_control(frame, settings.holdout, seed=settings.seed)
+    if settings.holdout:
+        say(f"{int(frame['control'].sum()):,} customers held out as control ({settings.holdout:.0%} of each band): no action this cycle")
     write_risk_scores(settings.data, frame)
     say(f"{len(frame):,} rows appended to {RISK_SCORES} in {settings.data}")
+    if reference is not None and reference_day is not None and not reference.empty:
+        _write_drift(settings.data, scorer, reference, reference_day, snapshot, frame, say)
     export = export_frame(frame)
     if out is not None:
         path = write_export(export, out)
@@ -188,6 +198,31 @@ def score_all(
         _write_groups(settings.data, groups, frame, out, say)
     say(f"done in {time.perf_counter() - started:.1f} s")
     return export
+
+
+def _reference_day(metadata: dict[str, Any], day: date, horizon_days: int) -> date | None:
+    """The training reference's date for drift: the latest snapshot the model learned from (``train_last``) when it is
+    before ``day``; for a model that learned past the run's date, the date a horizon before it, inside its training period."""
+    first, last = metadata.get("train_first"), metadata.get("train_last")
+    if not last:
+        return None
+    reference = min(date.fromisoformat(str(last)[:10]), day - timedelta(days=horizon_days))
+    if first and reference < date.fromisoformat(str(first)[:10]):
+        return None
+    return reference
+
+
+def _write_drift(location: str, scorer: Scorer, reference: pd.DataFrame, reference_day: date, snapshot: pd.DataFrame, frame: pd.DataFrame, say: Progress) -> None:
+    """Store the run's PSI of inputs and scores against the training reference."""
+    from serving.drift import SCORE, drift_frame, write_drift  # serving.drift builds on this module's store
+
+    first = frame.iloc[0]
+    stamp = RunStamp(pd.Timestamp(first["scored_at"]).to_pydatetime(), first["as_of"], str(first["model_name"]), str(first["model_version"]))
+    drift = drift_frame(scorer, reference, snapshot)
+    write_drift(location, stamp, reference_day, drift)
+    top = drift[drift["feature"] != SCORE].iloc[0] if len(drift) > 1 else None
+    score_psi = float(drift.loc[drift["feature"] == SCORE, "psi"].iloc[0])
+    say(f"drift against the training reference ({reference_day}): scores PSI {score_psi:.3f}" + (f", largest input {top['feature']} {top['psi']:.3f}" if top is not None else ""))
 
 
 def _write_groups(location: str, groups: pd.DataFrame, frame: pd.DataFrame, out: str | Path | None, say: Progress) -> None:
@@ -267,6 +302,43 @@ def risk_scores_frame(
     return _typed(frame)
 
 
+CONTROL_NOTE = "control: no action this cycle"
+"""What the risk list says instead of a control customer's first action."""
+
+
+def mark_control(frame: pd.DataFrame, holdout: float, *, seed: int) -> pd.DataFrame:
+    """Mark a random share of each risk band as control (no action this cycle), reproducibly.
+
+    The draw is seeded by ``seed`` and the run's as-of date, so scoring the same date again holds
+    out the same customers. Control rows keep their planned actions in ``actions_json`` (what they
+    would have been given: ``churn outcomes`` compares like with like), but their ``first_action``
+    says :data:`CONTROL_NOTE`.
+
+    Args:
+        frame: rows from :func:`risk_scores_frame`.
+        holdout: the share of each band, 0 to 0.5.
+        seed: the random seed.
+
+    Returns:
+        A copy with ``control`` and ``holdout`` set.
+    """
+    out = frame.copy()
+    control = np.zeros(len(out), dtype=bool)
+    if holdout > 0 and len(out):
+        day = pd.Timestamp(out["as_of"].iloc[0]).toordinal()
+        rng = np.random.default_rng([seed, day])
+        ids = out["customer_id"].astype(str).to_numpy()
+        for band in ("high", "medium", "low"):
+            rows = np.flatnonzero(out["risk_band"].to_numpy() == band)
+            rows = rows[np.argsort(ids[rows], kind="stable")]
+            control[rng.permutation(rows)[: int(round(holdout * rows.size))]] = True
+    out["control"] = control
+    out["holdout"] = float(holdout)
+    for column in ("first_action", "first_action_owner", "first_action_due"):
+        out[column] = out[column].where(~control, CONTROL_NOTE if column == "first_action" else None)
+    return out
+
+
 def _typed(frame: pd.DataFrame, types: dict[str, str] = RISK_SCORE_TYPES) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index)
     for col, kind in types.items():
@@ -280,7 +352,7 @@ def _typed(frame: pd.DataFrame, types: dict[str, str] = RISK_SCORE_TYPES) -> pd.
         elif kind == "int64":
             out[col] = pd.to_numeric(values).astype("int64")
         elif kind == "boolean":
-            out[col] = values.astype(bool)
+            out[col] = values.fillna(False).astype(bool)
         else:
             out[col] = values.astype(object).where(values.notna(), None)
     return out
@@ -337,14 +409,14 @@ def _utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _close(con: Any) -> None:
+def disconnect(con: Any) -> None:
     try:
         con.disconnect()
     except Exception:  # noqa: BLE001 - closing is best effort
         pass
 
 
-def _connect(location: str, *, read_only: bool) -> ibis.BaseBackend:
+def connect_store(location: str, *, read_only: bool) -> ibis.BaseBackend:
     """A connection to the store, waiting a while for a DuckDB file another process holds."""
     import duckdb
 
@@ -386,7 +458,7 @@ def append_rows(location: str | Path, name: str, frame: pd.DataFrame, types: dic
     if location_kind(location) == "folder":
         _append_parquet(Path(location) / f"{name}.parquet", frame, types)
         return
-    con = _connect(str(location), read_only=False)
+    con = connect_store(str(location), read_only=False)
     try:
         if name not in con.list_tables():
             con.create_table(name, schema=ibis.schema(types))
@@ -394,7 +466,7 @@ def append_rows(location: str | Path, name: str, frame: pd.DataFrame, types: dic
             _add_new_columns(con, location, name, types, list(con.table(name).columns))
         con.insert(name, frame)
     finally:
-        _close(con)
+        disconnect(con)
 
 
 def _add_new_columns(con: ibis.BaseBackend, location: str | Path, name: str, types: dict[str, str], have: list[str]) -> None:
@@ -469,14 +541,14 @@ def latest_run(location: str | Path) -> RunStamp | None:
         newest = pc.max(table["scored_at"])
         top = table.filter(pc.equal(table["scored_at"], newest)).slice(0, 1).to_pylist()[0]
         return RunStamp(top["scored_at"], top["as_of"], top["model_name"], top["model_version"])
-    con = _connect(str(location), read_only=True)
+    con = connect_store(str(location), read_only=True)
     try:
         if RISK_SCORES not in con.list_tables():
             return None
         t = con.table(RISK_SCORES)
         newest = t.order_by(t.scored_at.desc()).select("scored_at", "as_of", "model_name", "model_version").limit(1).to_pandas()
     finally:
-        _close(con)
+        disconnect(con)
     if newest.empty:
         return None
     row = newest.iloc[0]
@@ -506,12 +578,12 @@ def read_run(location: str | Path, stamp: RunStamp | None = None) -> pd.DataFram
     else:
         import ibis
 
-        con = _connect(str(location), read_only=True)
+        con = connect_store(str(location), read_only=True)
         try:
             t = con.table(RISK_SCORES)
             frame = t.filter(t.scored_at == ibis.literal(when.to_pydatetime(), type="timestamp")).to_pandas()
         finally:
-            _close(con)
+            disconnect(con)
     frame = frame.sort_values("rank", kind="stable").reset_index(drop=True)
     frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
     return frame
@@ -535,12 +607,12 @@ def run_history(location: str | Path) -> pd.DataFrame:
             return pd.DataFrame(columns=[*keys, "customers"])
         frame = pd.read_parquet(path, columns=keys)
     else:
-        con = _connect(str(location), read_only=True)
+        con = connect_store(str(location), read_only=True)
         try:
             if RISK_SCORES not in con.list_tables():
                 return pd.DataFrame(columns=[*keys, "customers"])
             frame = con.table(RISK_SCORES).select(*keys).to_pandas()
         finally:
-            _close(con)
+            disconnect(con)
     counts = frame.groupby(keys, dropna=False).size().rename("customers").reset_index()
     return counts.sort_values("scored_at", ascending=False, ignore_index=True)

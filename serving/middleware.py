@@ -143,7 +143,7 @@ class JsonBodyMiddleware:
         routes: the POST paths whose bodies are JSON.
     """
 
-    def __init__(self, app: ASGIApp, routes: tuple[str, ...] = ("/predict", "/risk_list")) -> None:
+    def __init__(self, app: ASGIApp, routes: tuple[str, ...] = ("/predict", "/risk_list", "/actions")) -> None:
         self.app = app
         self.routes = frozenset(routes)
 

@@ -9,6 +9,8 @@ and actions from ``POST /predict``; this module adds only the JSON those verbs d
 - ``GET /ui/api/names?ids=C1,C2``: customer names for the rows of a risk-list page;
 - ``GET /ui/api/customers/{customer_id}``: recent orders, complaints, open invoices with days past
   due and aging bucket, contacts, read from the CRM store as it was known on the as-of date;
+- ``GET /ui/api/outcomes``: the newest ``churn outcomes`` report of every scoring run (calibration,
+  realised ROC-AUC and PR-AUC, treated vs control retention, drift, retrain advice);
 - ``GET /ui/api/overview``: churn rate and retention rate per period and ABC class (the retention
   team's definitions, see :func:`churn_by_period`), churn rate by account manager for the latest
   period, the current risk distribution by ABC class and value at risk by account manager.
@@ -42,6 +44,7 @@ from starlette.staticfiles import StaticFiles
 
 from features.dataset import CRMDataset
 from serving.store import TryLater, opened_store
+from training.outcomes import latest_reports
 
 STATIC_DIR = Path(__file__).resolve().parent / "page" / "static"
 TIERS = ("A", "B", "C")
@@ -74,6 +77,7 @@ class PageContext:
         active_days: active = an order in this many days before the period start.
         authorized: tells whether a request carries the service's API key.
         key: identifies the state (model version, data) for the caches.
+        outcomes: reads the newest ``churn outcomes`` report of every scoring run.
     """
 
     open_data: Callable[[], AbstractContextManager[CRMDataset]]
@@ -84,6 +88,7 @@ class PageContext:
     active_days: int
     authorized: Callable[[Request], bool]
     key: tuple[Any, ...] = field(default=())
+    outcomes: Callable[[], list[dict[str, Any]]] = field(default=list)
 
 
 _HELD = threading.RLock()
@@ -560,6 +565,9 @@ def make_page_app(get_context: Callable[[], PageContext]) -> Starlette:
             },
         })
 
+    def outcome_reports(request: Request, ctx: PageContext) -> Response:
+        return JSONResponse({"reports": ctx.outcomes()})
+
     async def index(request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
@@ -570,6 +578,7 @@ def make_page_app(get_context: Callable[[], PageContext]) -> Starlette:
         Route("/api/filters", guarded(filters)),
         Route("/api/overview", guarded(overview)),
         Route("/api/names", guarded(customer_names)),
+        Route("/api/outcomes", guarded(outcome_reports)),
         Route("/api/customers/{customer_id:path}", guarded(customer)),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
@@ -652,6 +661,7 @@ def runtime_context(runtime: Any) -> PageContext:
             active_days=int(settings.active_days),
             authorized=authorized,
             key=(info.name, info.version, state.data_fingerprint, id(state)),
+            outcomes=lambda: latest_reports(settings.data),
         )
         _CONTEXTS.clear()
         _CONTEXTS[id(state)] = ctx

@@ -10,7 +10,7 @@ field and line of any mistake.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +36,11 @@ class _Strict(BaseModel):
 class ActionSpec(_Strict):
     """One action as written in the playbook."""
 
+    key: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        max_length=64,
+        description="The action's stable identifier: CRMs record a done action by it (POST /actions); keep it when the wording changes.",
+    )
     action: str = Field(min_length=3, description="What to do, in the team's words.")
     owner: str = Field(description="Who does it: one of the playbook's owners.")
     deadline_days: int = Field(ge=0, le=365, description="Within how many days of the as-of date.")
@@ -155,9 +160,41 @@ class Playbook(_Strict):
                 if feature in claimed:
                     problems.append((("drivers", driver, "features"), f"feature {feature!r} is listed under {claimed[feature]!r} and {driver!r}"))
                 claimed[feature] = driver
+        problems.extend(self._key_problems())
         if problems:
             raise _Problems(problems)
         return self
+
+    def _specs(self) -> Iterator[tuple[tuple[Any, ...], ActionSpec]]:
+        """Every action of the playbook with its location."""
+        for driver, by_class in self.actions.items():
+            for cls_name, specs in by_class.items():
+                for j, spec in enumerate(specs):
+                    yield ("actions", driver, cls_name, j, "key"), spec
+        for section in ("escalation", "win_back"):
+            for cls_name, specs in getattr(self, section).items():
+                for j, spec in enumerate(specs):
+                    yield (section, cls_name, j, "key"), spec
+
+    def _key_problems(self) -> list[tuple[tuple[Any, ...], str]]:
+        """One key names one action (the same text may be listed in several places under its key)."""
+        problems: list[tuple[tuple[Any, ...], str]] = []
+        text_of: dict[str, str] = {}
+        key_of: dict[str, str] = {}
+        for loc, spec in self._specs():
+            if text_of.setdefault(spec.key, spec.action) != spec.action:
+                problems.append((loc, f"key {spec.key!r} already names another action ({text_of[spec.key]!r}); give this one its own key"))
+            if key_of.setdefault(spec.action, spec.key) != spec.key:
+                problems.append((loc, f"the action {spec.action!r} already has the key {key_of[spec.action]!r}; use it here too"))
+        return problems
+
+    def action_keys(self) -> dict[str, str]:
+        """Every action's key and its text.
+
+        Returns:
+            Key to the action's text, in playbook order.
+        """
+        return {spec.key: spec.action for _, spec in self._specs()}
 
     def customer_class(self, abc_class: str | None, pyramid_tier: str | None) -> CustomerClass:
         """The first class the customer matches.
@@ -280,6 +317,7 @@ class Playbook(_Strict):
 
 def _planned(spec: ActionSpec, driver: str, because: str, class_name: str, as_of: date | None) -> PlannedAction:
     return PlannedAction(
+        key=spec.key,
         action=spec.action,
         owner=spec.owner,
         deadline_days=spec.deadline_days,
@@ -296,6 +334,10 @@ class PlannedAction(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    key: str | None = Field(
+        default=None,
+        description="The action's stable identifier in the playbook: send it as `action` to POST /actions when it is done (null only in risk lists stored before keys existed).",
+    )
     action: str = Field(description="What to do.")
     owner: str = Field(description="Who does it: account_manager, customer_service, finance or marketing.")
     deadline_days: int = Field(description="Within how many days of the as-of date.")

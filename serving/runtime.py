@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from serving.actions import ActionDone, ActionRecorded, customer_known, record_action
 from serving.groups import GroupList, score_groups
 from serving.playbook import PlannedAction, Playbook, load_playbook, registry_groups
 from serving.schemas import (
@@ -107,10 +108,12 @@ class StoredRun:
     Attributes:
         stamp: which run.
         table: its rows.
+        control: the customers it held out as control (no action this cycle).
     """
 
     stamp: RunStamp
     table: RiskTable
+    control: frozenset[str] = frozenset()
 
 
 def poll_seconds(settings: Settings) -> float:
@@ -202,6 +205,7 @@ class Runtime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self.on_refresh: Callable[[Runtime], None] | None = None
 
     # ---- lifecycle
 
@@ -228,6 +232,8 @@ class Runtime:
         while not self._stop.is_set():
             try:
                 self.refresh()
+                if self.on_refresh is not None:
+                    self.on_refresh(self)
                 self.last_error = None
             except Exception as err:  # the watcher must survive and retry
                 self.last_error = str(err)
@@ -311,7 +317,8 @@ class Runtime:
             return
         frame = read_run(self.settings.data, stamp)
         if frame is not None:
-            self._stored = StoredRun(stamp=stamp, table=RiskTable(frame))
+            held_out: list[str] = frame.loc[frame["control"].fillna(False).astype(bool), "customer_id"].astype(str).tolist() if "control" in frame.columns else []
+            self._stored = StoredRun(stamp=stamp, table=RiskTable(frame), control=frozenset(held_out))
             logger.info("risk list of %s (model %s, as of %s, %d customers) loaded", stamp.scored_at, stamp.model_version, stamp.as_of, len(frame))
 
     # ---- answers
@@ -439,6 +446,10 @@ class Runtime:
         if by_features:
             for i, answer in zip(by_features, self._answer_features(scorer, request, by_features, as_of), strict=True):
                 results[i] = answer
+        held_out = self._stored.control if self._stored is not None else frozenset()
+        for item in results:
+            if isinstance(item, CustomerRisk) and item.customer_id in held_out:
+                item.control, item.actions = True, []
         return PredictResponse(model=scorer.model_info, as_of=as_of, results=[r for r in results if r is not None])
 
     def _answer_features(self, scorer: Scorer, request: PredictRequest, indices: list[int], as_of: date) -> list[CustomerRisk]:
@@ -465,6 +476,30 @@ class Runtime:
             for k, found in zip(wanted, scorer.reasons(contrib, [rows[k] for k in wanted]), strict=True):
                 reasons[k] = found
         return [scorer.answer(s, reasons.get(k) if explain[k] else None, as_of) for k, s in enumerate(summary)]
+
+    def record_action(self, action: ActionDone) -> ActionRecorded:
+        """Store a done action (POST /actions), once per client id.
+
+        Args:
+            action: the validated record.
+
+        Returns:
+            Whether it was stored now or before.
+
+        Raises:
+            RequestError: an unknown action key or customer (names the field).
+            ActionConflict: the id was stored before with another body.
+        """
+        keys = self.playbook.action_keys()
+        if action.action not in keys:
+            raise RequestError(
+                ["action"], f"unknown action {action.action!r}: send the `key` of a playbook action (as in the actions of /predict answers)"
+            )
+        state = self._state
+        known = state is not None and state.snapshot.position(action.customer_id) is not None
+        if not known and not customer_known(self.settings.data, action.customer_id):
+            raise RequestError(["customer_id"], f"unknown customer {action.customer_id!r}: no customer with this id in {self.settings.data}")
+        return record_action(self.settings.data, action)
 
     def risk_list(self, request: RiskListRequest) -> RiskListResponse:
         """The ranked risk list: the newest stored batch run, or the in-memory snapshot when none exists.
@@ -516,30 +551,37 @@ class Runtime:
 
         reasons: list[Reason] | None = None
         actions: list[PlannedAction] | None = None
+        control = bool(row.get("control") or False)
         if explain and isinstance(row.get("reasons_json"), str):
             reasons = [Reason.model_validate(r) for r in json.loads(row["reasons_json"])]
-        if explain and reasons is None and live is not None:
-            pos = live.position(str(row["customer_id"]))
-            if pos is not None:
-                return live.answers(state.scorer, [pos], [True])[0]
-        if isinstance(row.get("actions_json"), str):
-            actions = [PlannedAction.model_validate(a) for a in json.loads(row["actions_json"])]
-        item = CustomerRisk(
-            customer_id=str(row["customer_id"]),
-            churn_probability=round(float(row["churn_probability"]), 6),
-            risk_band=row["risk_band"],
-            tier=_text(row.get("tier")),
-            pyramid=_text(row.get("pyramid")),
-            customer_class=_text(row.get("customer_class")),
-            revenue_12m=_number(row.get("revenue_12m")),
-            value_at_risk=_number(row.get("value_at_risk")),
-            region=_text(row.get("region")),
-            segment=_text(row.get("segment")),
-            account_manager=_text(row.get("account_manager")),
-            explained=reasons is not None,
-            reasons=reasons or [],
-            actions=(actions or []) if explain else [],
-        )
+        pos = live.position(str(row["customer_id"])) if explain and reasons is None and live is not None else None
+        if live is not None and pos is not None:
+            item = live.answers(state.scorer, [pos], [True])[0]
+        else:
+            if isinstance(row.get("actions_json"), str):
+                actions = [PlannedAction.model_validate(a) for a in json.loads(row["actions_json"])]
+            stage = _text(row.get("stage"))
+            item = CustomerRisk(
+                customer_id=str(row["customer_id"]),
+                churn_probability=round(float(row["churn_probability"]), 6),
+                risk_band=row["risk_band"],
+                tier=_text(row.get("tier")),
+                pyramid=_text(row.get("pyramid")),
+                customer_class=_text(row.get("customer_class")),
+                revenue_12m=_number(row.get("revenue_12m")),
+                value_at_risk=_number(row.get("value_at_risk")),
+                value_12m=_number(row.get("value_12m")),
+                stage="win_back" if stage == "win_back" else ("retain" if stage == "retain" else None),
+                let_go=bool(row.get("let_go") or False),
+                region=_text(row.get("region")),
+                segment=_text(row.get("segment")),
+                account_manager=_text(row.get("account_manager")),
+                explained=reasons is not None,
+                reasons=reasons or [],
+                actions=(actions or []) if explain else [],
+            )
+        if control:
+            item.control, item.actions = True, []
         return item
 
 

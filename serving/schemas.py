@@ -146,6 +146,10 @@ class CustomerRisk(BaseModel):
         description="retain: still within (or just past) its own ordering rhythm - keep it; win_back: silent far beyond it - win it back (null when its recency is unknown).",
     )
     let_go: bool = Field(default=False, description="A customer gone quiet whose class is a let-go candidate (the playbook's let_go classes).")
+    control: bool = Field(
+        default=False,
+        description="In the control group of the current scoring run (churn score --holdout): no action this cycle, so that the effect of the actions can be measured; its actions are left out.",
+    )
     region: str | None = Field(default=None, description="The customer's region, when known.")
     segment: str | None = Field(default=None, description="The customer's segment, when known.")
     account_manager: str | None = Field(default=None, description="The customer's account manager, when known.")

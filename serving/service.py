@@ -5,10 +5,12 @@ the ``CHURN_*`` settings in the environment). Endpoints:
 
 - ``POST /predict``: customers by id (or with their own features) -> probability, band, tier,
   pyramid, 12-month revenue, value at risk, reasons and actions; the model and as-of date named.
+- ``POST /actions``: a playbook action recorded as done (by its ``key``), append-only, idempotent on the client's ``id``.
 - ``POST /risk_list``: the ranked list with filters and paging (the newest ``churn score`` run,
   or the in-memory snapshot scored on the spot when there is none).
 - BentoML's ``/healthz``, ``/livez``, ``/readyz`` (ready once model and features are loaded) and
-  ``/metrics``: the only paths open without the API key.
+  ``/metrics`` (with the served model's age and the newest run's drift, :mod:`serving.monitoring`):
+  the only paths open without the API key.
 
 A page (``/ui``) can be mounted with ``bentoml.asgi_app(app, path="/ui")`` on :class:`ChurnService`;
 its handlers reach the running service through ``bentoml.get_current_service()`` and its
@@ -20,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 import bentoml
@@ -29,7 +31,9 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
 from features.redaction import redact_logs
+from serving.actions import ActionConflict, ActionDone, ActionRecorded, Outcome
 from serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware, JsonBodyMiddleware, label_metrics_by_route
+from serving.monitoring import Monitor
 from serving.page import page_app
 from serving.runtime import API_THREADS, NotReady, RequestError, Runtime, StartupError, check_startup
 from serving.schemas import CustomerIn, PredictRequest, PredictResponse, RiskListRequest, RiskListResponse
@@ -95,6 +99,7 @@ class ChurnService:
             _stop_server(str(err))
             raise SystemExit(f"churn service cannot start: {err}") from None
         self.runtime = Runtime(settings)
+        self.runtime.on_refresh = Monitor().update
         self.runtime.start()
 
     def __is_ready__(self) -> bool:
@@ -138,9 +143,23 @@ class ChurnService:
         )
         return self._answer(lambda: self.runtime.risk_list(request))
 
+    @bentoml.api(input_spec=ActionDone, route="/actions")
+    def actions(
+        self, id: str, customer_id: str, action: str, owner: str, done_at: datetime, outcome: Outcome, note: str = ""
+    ) -> ActionRecorded:
+        """Record a playbook action as done (append-only; posting the same id again stores it once).
+
+        Send ``{"id": "crm-123", "customer_id": "C000123", "action": "orders_reengagement_call", "owner": "Anna Li",
+        "done_at": "2026-01-05T10:30:00", "outcome": "reached", "note": "new range sent"}``.
+        """
+        record = ActionDone.model_construct(id=id, customer_id=customer_id, action=action, owner=owner, done_at=done_at, outcome=outcome, note=note)
+        return self._answer(lambda: self.runtime.record_action(record))
+
     def _answer(self, produce: Any) -> Any:
         try:
             return produce()
+        except ActionConflict as err:
+            return _error(409, str(err), ["id"], "conflict")
         except RequestError as err:
             return _error(400, str(err), err.loc, err.kind)
         except NotReady as err:

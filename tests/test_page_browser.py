@@ -13,11 +13,16 @@ import io
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import httpx
 import pytest
 from serving_fixtures import API_KEY, ServiceProcess, TrainedStore, service_env, trained_store
+
+from churn.settings import load_settings
+from serving.batch import score_all
+from training.outcomes import outcomes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -52,9 +57,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
 
 
 @pytest.fixture(scope="module")
-def service(store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    own = store.copy(tmp_path_factory.mktemp("page_data"))
-    process = ServiceProcess(service_env(own), tmp_path_factory.mktemp("page_log") / "service.log")
+def own_store(store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
+    return store.copy(tmp_path_factory.mktemp("page_data"))
+
+
+@pytest.fixture(scope="module")
+def service(own_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    process = ServiceProcess(service_env(own_store), tmp_path_factory.mktemp("page_log") / "service.log")
     try:
         process.wait_ready()
         yield process
@@ -198,6 +207,30 @@ def test_risk_list_tier_a_csv_and_customer_match_predict(page, service: ServiceP
     assert not page.problems, page.problems
 
 
+def test_the_done_form_records_the_action_once(page, service: ServiceProcess, own_store: TrainedStore, output: Path) -> None:
+    from serving.actions import read_actions
+
+    at_risk = _api(service, "risk_list", {"risk_band": ["high"], "stage": ["retain"], "limit": 1})["items"][0]
+    _sign_in(page, service)
+    page.wait_for_selector("#risk-table tbody tr[data-customer-id]")
+    page.goto(f"{service.url}/ui/#/customer/{at_risk['customer_id']}")
+    form = page.locator("#done-form")
+    form.wait_for()
+    second = at_risk["actions"][-1]
+    page.get_by_label("Action", exact=True).select_option(second["key"])
+    page.get_by_label("Outcome of the talk").select_option("promised_order")
+    page.get_by_label("Done by").fill("Anna Li")
+    page.get_by_label("Note").fill("orders again next week")
+    page.get_by_role("button", name="Done", exact=True).click()
+    page.get_by_text(f"Recorded: {second['action']} (promised order).").wait_for()
+    page.screenshot(path=output / "customer_done.png", full_page=True)
+    stored = read_actions(str(own_store.data))
+    mine = stored[stored["customer_id"] == at_risk["customer_id"]]
+    assert mine[["action", "owner", "outcome", "note"]].values.tolist() == [[second["key"], "Anna Li", "promised_order", "orders again next week"]]
+    assert page.evaluate("localStorage.getItem('churn.owner')") == "Anna Li"
+    assert not page.problems, page.problems
+
+
 def test_win_back_tab_lists_customers_gone_quiet_with_win_back_steps(page, service: ServiceProcess, output: Path) -> None:
     _sign_in(page, service)
     page.wait_for_selector("#risk-table tbody tr[data-customer-id]")
@@ -272,3 +305,22 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(browser) -> None
     assert shown == [
         "\"'=HYPERLINK(\"\"http://x\"\")\"", "'+1+2", "'-2+3", "'@SUM(A1)", "'\tx", "plain", "-12.50", "-3.2", "0.41", "", '"say ""hi"", then"',
     ]
+
+
+def test_outcomes_tab_shows_the_report_with_its_plots(page, service: ServiceProcess, own_store: TrainedStore, output: Path) -> None:
+    settings = load_settings(data=str(own_store.data), tracking_uri=own_store.tracking_uri, model_name=own_store.model_name, holdout=0.3)
+    score_all(settings, as_of=date(2025, 9, 1), explain_top=10)
+    (report,) = [r for r in outcomes(settings) if r["as_of"] == "2025-09-01"]
+    _sign_in(page, service)
+    page.wait_for_selector("#risk-table tbody tr[data-customer-id]")
+    page.get_by_role("link", name="Outcomes").click()
+    kpis = page.locator("#outcomes-kpis")
+    kpis.get_by_text(f"{report['roc_auc']:.3f}").wait_for()
+    assert f"{report['pr_auc']:.3f}" in kpis.inner_text()
+    assert page.locator("#effects-table tbody tr").count() == 1 + len(report["effects"]["per_action"]) + len(report["effects"]["per_driver"])
+    assert "all at-risk customers" in page.locator("#effects-table").inner_text()
+    for chart in ("chart-calibration", "chart-uplift"):
+        assert page.evaluate(f"Chart.getChart(document.getElementById('{chart}')) !== undefined"), chart
+    assert page.locator("#drift-table tbody tr").count() == min(10, len(report["drift"])) > 0
+    page.screenshot(path=output / "outcomes.png", full_page=True)
+    assert not page.problems, page.problems

@@ -127,3 +127,24 @@ def test_a_risk_list_written_by_an_earlier_version_gains_the_new_columns(store: 
     assert columns == list(RISK_SCORE_TYPES)
     assert empty_old == len(first), "the earlier run keeps its rows, with no stage"
     assert (read_run(own.data)["stage"].isin(["retain", "win_back"])).all()
+
+
+def test_holdout_marks_a_seeded_share_of_each_band_as_control(store: TrainedStore, tmp_path: Path) -> None:
+    from serving.batch import CONTROL_NOTE
+
+    own = store.copy(tmp_path / "db")
+    settings = _settings(store, own.data).model_copy(update={"holdout": 0.2})
+    first = score_all(settings, explain_top=5)
+    again = score_all(settings, explain_top=5)
+    assert first["control"].tolist() == again["control"].tolist(), "the same seed and date hold out the same customers"
+    for band, rows in first.groupby("risk_band"):
+        assert rows["control"].sum() == round(0.2 * len(rows)), band
+    control = first[first["control"]]
+    assert (control["first_action"] == CONTROL_NOTE).all() and control["first_action_owner"].isna().all()
+    stored = read_run(own.data)
+    assert stored is not None and (stored["holdout"] == 0.2).all()
+    assert stored.loc[stored["control"], "actions_json"].notna().all(), "control rows keep the actions they would have had"
+    other = score_all(settings.model_copy(update={"seed": settings.seed + 1}), explain_top=5)
+    assert other["control"].tolist() != first["control"].tolist()
+    none = score_all(settings.model_copy(update={"holdout": 0.0}), explain_top=5)
+    assert not none["control"].any() and none["first_action"].ne(CONTROL_NOTE).all()

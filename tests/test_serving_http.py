@@ -18,6 +18,7 @@ from serving_fixtures import API_KEY, ServiceProcess, TrainedStore, service_env,
 
 from churn.settings import load_settings
 from serving.batch import score_all
+from serving.playbook import load_playbook
 
 pytestmark = pytest.mark.slow
 
@@ -131,6 +132,7 @@ def test_predict_by_id_names_model_and_as_of(client: httpx.Client, everyone: dic
         action = item["actions"][0]
         assert action["owner"] in {"account_manager", "customer_service", "finance", "marketing"}
         assert action["deadline_days"] >= 0 and action["why"] and action["due_by"]
+        assert action["key"] in load_playbook().action_keys()
 
 
 def test_predict_answers_the_customers_product_groups_at_risk(client: httpx.Client, store: TrainedStore, everyone: dict, tmp_path: Path) -> None:
@@ -336,6 +338,47 @@ def test_risk_list_reads_the_newest_batch_run(client: httpx.Client, store: Train
     assert body["total"] == len(ranked) == everyone["total"]
     assert [i["customer_id"] for i in body["items"]] == ranked["customer_id"].head(5).tolist()
     assert all(i["explained"] and i["actions"] for i in body["items"] if i["risk_band"] != "low")
+    keys = load_playbook().action_keys()
+    assert all(keys[a["key"]] == a["action"] for i in body["items"] for a in i["actions"])
+
+
+def test_control_customers_are_listed_with_no_action_this_cycle(client: httpx.Client, store: TrainedStore) -> None:
+    from churn.settings import load_settings
+
+    settings = load_settings(data=str(store.data), tracking_uri=store.tracking_uri, model_name=store.model_name, holdout=0.25)
+    ranked = score_all(settings, explain_top=10)
+    held_out = set(ranked.loc[ranked["control"], "customer_id"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = client.post("/risk_list", json={"limit": 1000, "explain": True}).json()
+        if {i["customer_id"] for i in body["items"] if i["control"]} == held_out:
+            break
+        time.sleep(0.5)
+    assert {i["customer_id"] for i in body["items"] if i["control"]} == held_out and held_out
+    assert all(not i["actions"] for i in body["items"] if i["control"])
+    assert any(i["actions"] for i in body["items"] if not i["control"] and i["risk_band"] != "low")
+    some = sorted(held_out)[:MAX_BATCH]
+    answers = client.post("/predict", json={"customers": [{"customer_id": c} for c in some]}).json()["results"]
+    assert all(a["control"] and not a["actions"] for a in answers)
+
+
+def test_metrics_expose_the_served_model_age_and_the_newest_drift(service: ServiceProcess, store: TrainedStore) -> None:
+    from serving.drift import read_drift
+
+    drift = read_drift(str(store.data))
+    assert len(drift), "the batch runs above stored their drift"
+    score_psi = float(drift.loc[drift["feature"] == "__score__", "psi"].iloc[0])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{service.url}/metrics", timeout=10).text
+        if 'churn_drift_psi{feature="__score__"}' in text:
+            break
+        time.sleep(0.5)
+    lines = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line.startswith("churn_")}
+    assert lines['churn_drift_psi{feature="__score__"}'] == pytest.approx(score_psi)
+    age = [v for k, v in lines.items() if k.startswith("churn_model_age_days{")]
+    assert age and 0 <= age[0] < 1, "the model was trained minutes ago"
+    assert any(k.startswith("churn_model_data_age_days{") and v > 0 for k, v in lines.items())
 
 
 # ---- a new champion is picked up without a restart (keep this last: it moves the alias)

@@ -130,7 +130,28 @@ def test_win_back_actions_must_cover_every_class_and_let_go_must_name_one() -> N
     text = DEFAULT_TEXT.replace("let_go: [low_value]", "let_go: [tiny]")
     with pytest.raises(PlaybookError, match="let_go.*unknown class 'tiny'"):
         parse_playbook(text, "mine.yaml")
-    start = DEFAULT_TEXT.index("\n  standard:\n    - action: Call to ask why")
-    end = DEFAULT_TEXT.index("\n  low_value:\n    - action: One low-cost automated win-back")
+    start = DEFAULT_TEXT.index("\n  standard:\n    - key: win_back_ask_why")
+    end = DEFAULT_TEXT.index("\n  low_value:\n    - key: win_back_automated_message")
     with pytest.raises(PlaybookError, match="no win-back actions for class 'standard'"):
         parse_playbook(DEFAULT_TEXT[:start] + DEFAULT_TEXT[end:], "mine.yaml")
+
+
+def test_every_planned_action_carries_its_playbook_key() -> None:
+    playbook = load_playbook()
+    keys = playbook.action_keys()
+    planned = playbook.plan([("complaints", "open complaint"), ("declining_orders", "late")], abc_class="A", pyramid_tier="gold", risk_band="high")
+    quiet = playbook.plan([], abc_class="C", pyramid_tier="lead", risk_band="high", stage="win_back")
+    assert planned and quiet
+    for action in [*planned, *quiet]:
+        assert action.key is not None and keys[action.key] == action.action
+
+
+def test_a_key_naming_two_actions_and_a_missing_key_are_named_with_their_line() -> None:
+    text = DEFAULT_TEXT.replace("key: complaint_senior_follow_up", "key: complaint_call_today", 1)
+    with pytest.raises(PlaybookError) as err:
+        parse_playbook(text, "mine.yaml")
+    assert "actions.complaints.key_account[1].key" in str(err.value) and "already names another action" in str(err.value)
+    missing = DEFAULT_TEXT.replace("      - key: complaint_call_today\n        action:", "      - action:", 1)
+    with pytest.raises(PlaybookError) as err:
+        parse_playbook(missing, "mine.yaml")
+    assert "actions.complaints.key_account[0].key" in str(err.value) and "Field required" in str(err.value)

@@ -126,7 +126,7 @@
   // ---------------------------------------------------------------------------------------------
   // views and routing
 
-  const VIEWS = ["login", "list", "customer", "overview"];
+  const VIEWS = ["login", "list", "customer", "overview", "outcomes"];
 
   function show(view) {
     for (const v of VIEWS) $("#view-" + v).hidden = v !== view;
@@ -155,6 +155,9 @@
     } else if (hash.startsWith("#/overview")) {
       show("overview");
       await guarded(loadOverview);
+    } else if (hash.startsWith("#/outcomes")) {
+      show("outcomes");
+      await guarded(loadOutcomes);
     } else {
       const stage = hash.startsWith("#/list/win_back") ? "win_back" : "retain";
       if (stage !== state.stage) { state.stage = stage; state.offset = 0; }
@@ -264,6 +267,7 @@
   }
 
   function firstAction(r) {
+    if (r.control) return "control: no action this cycle";
     if (r.first_action) return r.first_action;
     const actions = r.actions || [];
     return actions.length ? actions[0].action : "";
@@ -286,7 +290,8 @@
         el("td", {},
           el("a", { class: "customer-link", href: "#/customer/" + encodeURIComponent(r.customer_id) }, r.name || r.customer_id),
           el("span", { class: "id" }, r.customer_id),
-          r.let_go ? el("span", { class: "tag let-go" }, "let-go candidate") : ""),
+          r.let_go ? el("span", { class: "tag let-go" }, "let-go candidate") : "",
+          r.control ? el("span", { class: "tag control" }, "control: no action this cycle") : ""),
         el("td", { class: "nowrap" }, `${r.tier || "–"} · ${r.pyramid || "–"}`),
         el("td", {}, r.region || "–"),
         el("td", {}, r.account_manager || "–"),
@@ -412,6 +417,7 @@
       el("td", { class: "owner" }, (a.owner || "").replace(/_/g, " ")),
       el("td", { class: "deadline" }, deadline(a, asOf)),
     )) : [el("tr", {}, el("td", { colspan: "3", class: "empty" }, "No action needed at this risk level."))]));
+    showDoneForm(id, p, actions);
 
     fillTable($("#groups"), [
       { label: "Product group", value: (g) => g.product_group },
@@ -455,6 +461,56 @@
     ], detail.contacts || [], "No contacts recorded.");
     setStatus("");
     $("#customer-title").focus?.();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // marking an action done (POST /actions; the id is the client's, so a repeated click stores it once)
+
+  const OWNER_STORAGE = "churn.owner";
+
+  function newRecordId() {
+    return (window.crypto && crypto.randomUUID) ? crypto.randomUUID() : `ui-${Date.now()}-${Math.random().toString(16).slice(2)}`;
+  }
+
+  function showDoneForm(customerId, p, actions) {
+    const form = $("#done-form");
+    const keyed = actions.filter((a) => a.key);
+    $("#control-note").hidden = !p.control;
+    form.hidden = !keyed.length || !!p.control;
+    $("#done-status").textContent = "";
+    if (form.hidden) return;
+    $("#done-action").replaceChildren(...keyed.map((a) => el("option", { value: a.key }, a.action)));
+    $("#done-owner").value = localStorage.getItem(OWNER_STORAGE) || "";
+    $("#done-note").value = "";
+    form.dataset.customerId = customerId;
+    form.dataset.recordId = newRecordId();
+  }
+
+  async function submitDone(ev) {
+    ev.preventDefault();
+    const form = $("#done-form");
+    const owner = $("#done-owner").value.trim();
+    const body = {
+      id: form.dataset.recordId,
+      customer_id: form.dataset.customerId,
+      action: $("#done-action").value,
+      owner,
+      done_at: new Date().toISOString(),
+      outcome: $("#done-outcome").value,
+      note: $("#done-note").value.trim(),
+    };
+    $("#done-submit").disabled = true;
+    try {
+      const res = await guarded(() => api("actions", body));
+      if (!res) return;
+      localStorage.setItem(OWNER_STORAGE, owner);
+      const text = $("#done-action").selectedOptions[0].textContent;
+      $("#done-status").textContent = `Recorded: ${text} (${body.outcome.replace(/_/g, " ")}).`;
+      form.dataset.recordId = newRecordId();
+      $("#done-note").value = "";
+    } finally {
+      $("#done-submit").disabled = false;
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -588,6 +644,90 @@
   }
 
   // ---------------------------------------------------------------------------------------------
+  // outcomes: what happened after each scoring run (churn outcomes)
+
+  const fmtAuc = (v) => (v == null ? "–" : Number(v).toFixed(3));
+  const fmtUplift = (c) => `${c.uplift >= 0 ? "+" : ""}${pct.format(c.uplift)} (${pct.format(c.low)} to ${pct.format(c.high)})`;
+
+  async function loadOutcomes() {
+    setStatus("Loading the outcomes…");
+    const reports = ((await ui("outcomes")).reports || []).slice().reverse();
+    const select = $("#outcomes-run");
+    $("#outcomes-note").textContent = reports.length
+      ? "For every scoring run whose horizon has passed: realised churn (no order in the horizon) against the served probability, " +
+        "and where the run held out a control group, the retention of treated against control at-risk customers."
+      : "No outcomes yet: run `churn score --holdout 0.1`, record the actions, and after the horizon `churn outcomes`.";
+    select.replaceChildren(...reports.map((r, i) => el("option", { value: String(i) }, `${r.as_of} (model version ${r.model_version})`)));
+    $("#outcomes-run-field").hidden = !reports.length;
+    select.onchange = () => renderOutcome(reports[Number(select.value)]);
+    if (reports.length) renderOutcome(reports[0]);
+    setStatus("");
+  }
+
+  function comparisons(effects) {
+    if (!effects || !effects.overall) return [];
+    return [["all at-risk customers", effects.overall],
+      ...Object.entries(effects.per_action || {}).map(([k, c]) => [`action ${k}`, c]),
+      ...Object.entries(effects.per_driver || {}).map(([k, c]) => [`driver ${k.replace(/_/g, " ")}`, c])];
+  }
+
+  function renderOutcome(r) {
+    $("#outcomes-retrain").replaceChildren(...(r.retrain || []).map((reason) => el("li", {}, "Retrain recommended: " + reason)));
+    const overall = r.effects && r.effects.overall;
+    $("#outcomes-kpis").replaceChildren(
+      kpi("Run as of", `${fmtDate(r.as_of)} → ${fmtDate(r.horizon_end)}`),
+      kpi("Customers scored", count.format(r.customers)),
+      kpi("Churn predicted / realised", `${fmtPct(r.predicted_churn_rate)} / ${fmtPct(r.churn_rate)}`),
+      kpi("Realised ROC-AUC", fmtAuc(r.roc_auc)),
+      kpi("Realised PR-AUC" + (r.test_pr_auc != null ? " (test)" : ""), fmtAuc(r.pr_auc) + (r.test_pr_auc != null ? ` (${fmtAuc(r.test_pr_auc)})` : "")),
+      kpi("Retention uplift", overall ? fmtUplift(overall) : "no control group"),
+    );
+    const deciles = r.deciles || [];
+    drawChart("chart-calibration", {
+      type: "bar",
+      data: {
+        labels: deciles.map((d) => `decile ${d.decile}`),
+        datasets: [
+          { label: "predicted", data: deciles.map((d) => d.predicted), backgroundColor: "#9db7d8" },
+          { label: "realised", data: deciles.map((d) => d.realised), backgroundColor: "#1f5fa8" },
+        ],
+      },
+      options: { maintainAspectRatio: false, animation: false, scales: { y: { beginAtZero: true, max: 1, ticks: { callback: (v) => pct.format(v) } } } },
+    });
+    const rows = comparisons(r.effects);
+    drawChart("chart-uplift", {
+      type: "bar",
+      data: {
+        labels: rows.map(([name]) => name),
+        datasets: [
+          { label: "uplift", data: rows.map(([, c]) => c.uplift), backgroundColor: "#3f8f5a" },
+          { label: "interval low", data: rows.map(([, c]) => c.low), backgroundColor: "#c9d9cf" },
+          { label: "interval high", data: rows.map(([, c]) => c.high), backgroundColor: "#c9d9cf" },
+        ],
+      },
+      options: { indexAxis: "y", maintainAspectRatio: false, animation: false, scales: { x: { ticks: { callback: (v) => pct.format(v) } } } },
+    });
+    fillTable($("#effects-table"), [
+      { label: "Group", value: ([name]) => name },
+      { label: "Treated", num: true, value: ([, c]) => count.format(c.treated) },
+      { label: "Control", num: true, value: ([, c]) => count.format(c.control) },
+      { label: "Treated kept", num: true, value: ([, c]) => fmtPct(c.treated_retention) },
+      { label: "Control kept", num: true, value: ([, c]) => fmtPct(c.control_retention) },
+      { label: "Uplift (95% interval)", num: true, value: ([, c]) => fmtUplift(c) },
+    ], rows, "No control group in this run: `churn score --holdout 0.1` holds one out.");
+    fillTable($("#bands-table"), [
+      { label: "Band", value: (b) => band(b.risk_band) },
+      { label: "Customers", num: true, value: (b) => count.format(b.customers) },
+      { label: "Predicted", num: true, value: (b) => fmtPct(b.predicted) },
+      { label: "Realised", num: true, value: (b) => fmtPct(b.realised) },
+    ], r.bands || [], "No customers.");
+    fillTable($("#drift-table"), [
+      { label: "Input", value: (d) => (d.feature === "__score__" ? "the scores" : d.feature) },
+      { label: "PSI", num: true, value: (d) => Number(d.psi).toFixed(3) },
+    ], (r.drift || []).slice(0, 10), "No drift figures for this run.");
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // wiring
 
   function init() {
@@ -615,6 +755,7 @@
     filters.addEventListener("submit", (ev) => ev.preventDefault());
     filters.addEventListener("reset", () => setTimeout(() => { readFilterForm(); guarded(loadList); }, 0));
     $("#export-csv").addEventListener("click", exportCsv);
+    $("#done-form").addEventListener("submit", submitDone);
     $("#page-prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); guarded(loadList); });
     $("#page-next").addEventListener("click", () => { state.offset += state.limit; guarded(loadList); });
 
