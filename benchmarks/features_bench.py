@@ -34,7 +34,7 @@ from typing import Any
 from features.dataset import CRMDataset, open_dataset, write_dataset
 from features.labels import build_training_set, snapshot_dates
 from features.sample_data import iter_sample_chunks
-from features.snapshot import add_btyd_features, build_snapshot, shared_gaps, snapshot_expr
+from features.snapshot import add_btyd_features, build_snapshot, shared_history, snapshot_expr
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "data" / "bench"
@@ -95,10 +95,10 @@ def floor_seconds(data: CRMDataset, as_of: date, repeats: int = 5) -> float:
 
 def btyd_seconds(data: CRMDataset, as_of: date) -> float:
     """Seconds for the BG/NBD features of the snapshot at ``as_of`` (summary query, fit, figures)."""
-    with shared_gaps(data) as gaps:
-        frame = snapshot_expr(data, as_of, 365, gaps).to_pandas()
+    with shared_history(data) as shared:
+        frame = snapshot_expr(data, as_of, 365, shared).to_pandas()
         started = time.perf_counter()
-        add_btyd_features(frame, data, as_of, gaps)
+        add_btyd_features(frame, data, as_of, None if shared is None else shared.gaps)
         return time.perf_counter() - started
 
 
