@@ -95,7 +95,7 @@ def floor_seconds(data: CRMDataset, as_of: date, repeats: int = 5) -> float:
 
 def btyd_seconds(data: CRMDataset, as_of: date) -> float:
     """Seconds for the BG/NBD features of the snapshot at ``as_of`` (summary query, fit, figures)."""
-    with shared_history(data) as shared:
+    with shared_history(data, as_of) as shared:
         frame = snapshot_expr(data, as_of, 365, shared).to_pandas()
         started = time.perf_counter()
         add_btyd_features(frame, data, as_of, None if shared is None else shared.gaps)

@@ -196,7 +196,7 @@ def build_training_set(
     columns = [*snapshot_columns(data), "churned"]
     frames = []
     params = None
-    with shared_history(data) as shared:
+    with shared_history(data, dates[0]) as shared:
         gaps = None if shared is None else shared.gaps
         for i, t in enumerate(dates, start=1):
             frame, fitted = add_btyd_features(labelled_snapshot_expr(data, t, horizon_days, active_days, shared).to_pandas(), data, t, gaps, params)

@@ -17,10 +17,11 @@ read from every customer's purchases of it that are at least 90 days old at T: t
 the customer ordered again within 90 days (smoothed towards the overall share by
 :data:`REORDER_SMOOTHING` purchases). Only orders before T take part.
 
-Only the lines of the 365 days before T are read per snapshot. What needs the whole history (when
-each customer first bought each product, how many customers bought a product, which purchases were
-followed by a reorder) comes from :func:`line_history`: two tables independent of T, filtered by
-date in every snapshot, which a training set computes once for all its dates.
+Only the lines of the 365 days before T are aggregated per snapshot. What needs the whole history
+(when each customer first bought each product, how many customers bought a product, which purchases
+were followed by a reorder) comes from :func:`line_history`: tables independent of T, filtered by
+date in every snapshot, which a snapshot or a training set computes once (with the purchase lines
+joined to their orders) for all its dates.
 
 Counts are 0 for an active customer without lines in the window; shares, shifts and profiles are
 missing where they are undefined (no spend to share out, no regular group, no matured purchase).
@@ -35,7 +36,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from features.dataset import CRMDataset
-from features.registry import FEATURES, PointInTime, attach, days_between, model_features, ratio, settled
+from features.registry import FEATURES, PointInTime, attach, model_features, ratio, settled
 
 REGULAR_QUARTERS = 2
 """A group bought in at least this many of the three quarters [T - 360, T - 90) is one the customer buys regularly."""
@@ -135,6 +136,8 @@ class LineHistory:
     """What the lines group reads from the whole history, as tables independent of T (see :func:`line_history`).
 
     Attributes:
+        bought: :func:`purchase_lines`; a snapshot at T keeps the lines dated before T (the lines
+            of the orders before T).
         first_purchases: ``customer_id``, ``product_id`` and ``first_bought``, the day of the
             customer's first purchase of the product; a snapshot at T keeps the rows dated before T
             (a first purchase before T is the first purchase among the lines before T).
@@ -144,29 +147,42 @@ class LineHistory:
             whose reorders, if any, happened before T.
     """
 
+    bought: ir.Table
     first_purchases: ir.Table
     reorder_votes: ir.Table
 
 
-def line_history(bought: ir.Table, gaps: ir.Table) -> LineHistory:
-    """The whole-history tables of the lines group, from the purchase lines and the order gaps.
+def purchase_days(bought: ir.Table, gaps: ir.Table) -> ir.Table:
+    """Each day a customer bought a product, and whether the customer ordered again within :data:`REORDER_DAYS`.
 
     Args:
         bought: :func:`purchase_lines` (of a dataset cut at T, or of the whole history).
         gaps: :func:`features.orders.order_gaps` of the same orders.
 
     Returns:
-        The first purchases and the reorder votes.
+        ``customer_id``, ``product_id``, ``order_date`` (one row per customer, product and day) and
+        ``reordered`` (1 or 0).
     """
-    first = bought.group_by("customer_id", "product_id").aggregate(first_bought=bought.order_date.min())
     purchases = bought.select("customer_id", "product_id", "order_date").distinct()
-    following = gaps.select(
-        _customer=gaps.customer_id, _previous=(gaps.order_date - gaps.gap.cast(dt.int64).as_interval("D")).cast(dt.date), _next=gaps.order_date
-    )
-    votes = purchases.left_join(following, (purchases.customer_id == following._customer) & (purchases.order_date == following._previous))
-    reordered = ibis.ifelse(days_between(votes.order_date, votes._next) <= REORDER_DAYS, 1, 0)
-    per_day = votes.group_by("product_id", "order_date").aggregate(purchases=votes.count(), reordered=reordered.sum())
-    return LineHistory(first_purchases=first, reorder_votes=per_day)
+    soon = gaps.filter(gaps.gap <= REORDER_DAYS)
+    followed = soon.select(_customer=soon.customer_id, _previous=(soon.order_date - soon.gap.cast(dt.int64).as_interval("D")).cast(dt.date))
+    days = purchases.left_join(followed, (purchases.customer_id == followed._customer) & (purchases.order_date == followed._previous))
+    return days.select("customer_id", "product_id", "order_date", reordered=ibis.ifelse(days._customer.isnull(), 0, 1))
+
+
+def line_history(bought: ir.Table, days: ir.Table) -> LineHistory:
+    """The whole-history tables of the lines group.
+
+    Args:
+        bought: :func:`purchase_lines`.
+        days: :func:`purchase_days` of ``bought``.
+
+    Returns:
+        The purchase lines, the first purchases and the reorder votes.
+    """
+    first = days.group_by("customer_id", "product_id").aggregate(first_bought=days.order_date.min())
+    votes = days.group_by("product_id", "order_date").aggregate(purchases=days.count(), reordered=days.reordered.sum())
+    return LineHistory(bought=bought, first_purchases=first, reorder_votes=votes)
 
 
 def product_reorder_rates(votes: ir.Table, at: PointInTime) -> ir.Table:
@@ -220,9 +236,11 @@ def line_features(known: CRMDataset, at: PointInTime, population: ir.Table, gaps
     Returns:
         ``customer_id`` and the lines group's features of the registry.
     """
-    bought = purchase_lines(known)
-    year = bought.filter(at.within(bought.order_date, 365))
-    history = line_history(bought, gaps) if history is None else history
+    if history is None:
+        bought = purchase_lines(known)
+        history = line_history(bought, purchase_days(bought, gaps))
+    bought = history.bought
+    year = bought.filter(at.within(bought.order_date, 365), bought.order_date < at.t)
     c = population
     for group in (_product_breadth(year, history.first_purchases, at), _basket_size(year), _basket_mix(year, at), _product_profile(year, history, at)):
         c = attach(c, group)

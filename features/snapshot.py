@@ -28,7 +28,7 @@ from features.btyd import BTYDParams, btyd_features
 from features.complaints import complaint_features
 from features.contacts import contact_features
 from features.dataset import CRMDataset, DataError
-from features.lines import LineHistory, line_features, line_history, purchase_lines
+from features.lines import LineHistory, line_features, line_history, purchase_days, purchase_lines
 from features.orders import order_features, order_gaps
 from features.receivables import receivable_features
 from features.registry import BTYD, BTYD_HORIZON_DAYS, BTYD_NO_ORDER_HORIZONS, DESCRIPTIVE, FEATURES, PointInTime, model_features
@@ -198,22 +198,24 @@ def build_snapshot(data: CRMDataset, as_of: date, active_days: int = 365) -> pd.
     if active_days < 1:
         raise DataError(f"active_days must be at least 1, not {active_days}")
     as_of = as_date(as_of)
-    with shared_history(data) as shared:
+    with shared_history(data, as_of) as shared:
         frame, _ = add_btyd_features(snapshot_expr(data, as_of, active_days, shared).to_pandas(), data, as_of, shared.gaps if shared else None)
     return to_snapshot_frame(frame, as_of, snapshot_columns(data))
 
 
 @contextmanager
-def shared_history(data: CRMDataset) -> Iterator[SharedHistory | None]:
+def shared_history(data: CRMDataset, earliest: date | None = None) -> Iterator[SharedHistory | None]:
     """The tables independent of T, computed once into temporary tables for every query that needs them.
 
     The gaps between order days (a window over the whole order history) and, with order lines,
-    each customer's first purchase of each product and the reorder votes of each product and day
-    are the costliest parts of a snapshot and do not depend on T: each is filtered by date in the
+    the purchase lines joined to their orders, each customer's first purchase of each product and
+    the reorder votes of each product and day are the costliest parts of a snapshot and do not depend on T: each is filtered by date in the
     snapshot query, the BTYD summary and every snapshot of a training set.
 
     Args:
         data: the CRM dataset.
+        earliest: the earliest as-of date the tables will serve; the purchase lines kept are those
+            of the 365 days before it and later (default: every line).
 
     Yields:
         The temporary tables (dropped afterwards), or None when the engine will not create them
@@ -231,8 +233,12 @@ def shared_history(data: CRMDataset) -> Iterator[SharedHistory | None]:
         gaps = keep("gaps", order_gaps(data.table("orders")))
         lines = None
         if data.has("order_lines"):
-            history = line_history(purchase_lines(data.cut(data.end_date())), gaps)
-            lines = LineHistory(keep("first_purchases", history.first_purchases), keep("reorder_votes", history.reorder_votes))
+            every = purchase_lines(data.cut(data.end_date()))
+            history = line_history(every, keep("purchase_days", purchase_days(every, gaps)))
+            first, votes = keep("first_purchases", history.first_purchases), keep("reorder_votes", history.reorder_votes)
+            _drop(data, [created.pop(1)])  # the purchase days: the snapshots read the two small tables made from them
+            window = every if earliest is None else every.filter(PointInTime(earliest).within(every.order_date, 365))
+            lines = LineHistory(keep("purchase_lines", window), first, votes)
     except Exception:  # noqa: BLE001 - an engine without temporary tables is only slower
         _drop(data, created)
         yield None
