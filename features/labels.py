@@ -18,7 +18,7 @@ import pandas as pd
 
 from features.dataset import CRMDataset, DataError
 from features.registry import attach
-from features.snapshot import add_btyd_features, as_date, shared_gaps, snapshot_columns, snapshot_expr, to_snapshot_frame
+from features.snapshot import SharedHistory, add_btyd_features, as_date, shared_history, snapshot_columns, snapshot_expr, to_snapshot_frame
 
 Freq = Literal["auto", "monthly", "biweekly", "weekly"]
 WARMUP_DAYS = 90
@@ -125,7 +125,7 @@ def snapshot_dates(
 
 
 def labelled_snapshot_expr(
-    data: CRMDataset, as_of: date, horizon_days: int = 90, active_days: int = 365, gaps: ir.Table | None = None
+    data: CRMDataset, as_of: date, horizon_days: int = 90, active_days: int = 365, shared: SharedHistory | None = None
 ) -> ir.Table:
     """The snapshot at T with its ``churned`` label, as one unexecuted expression.
 
@@ -134,12 +134,12 @@ def labelled_snapshot_expr(
         as_of: T.
         horizon_days: H.
         active_days: the activity window defining the population.
-        gaps: :func:`features.orders.order_gaps` of ``data``'s orders, when shared by many snapshots.
+        shared: :func:`features.snapshot.shared_history` of ``data``, when shared by many snapshots.
 
     Returns:
         The snapshot columns (without ``as_of``) and ``churned``.
     """
-    snapshot = snapshot_expr(data, as_of, active_days, gaps)
+    snapshot = snapshot_expr(data, as_of, active_days, shared)
     return churned(data, as_of, horizon_days, snapshot)
 
 
@@ -196,9 +196,10 @@ def build_training_set(
     columns = [*snapshot_columns(data), "churned"]
     frames = []
     params = None
-    with shared_gaps(data) as gaps:
+    with shared_history(data, dates[0]) as shared:
+        gaps = None if shared is None else shared.gaps
         for i, t in enumerate(dates, start=1):
-            frame, fitted = add_btyd_features(labelled_snapshot_expr(data, t, horizon_days, active_days, gaps).to_pandas(), data, t, gaps, params)
+            frame, fitted = add_btyd_features(labelled_snapshot_expr(data, t, horizon_days, active_days, shared).to_pandas(), data, t, gaps, params)
             params = fitted or params
             frame = to_snapshot_frame(frame, t, columns)
             frame["churned"] = frame["churned"].astype("int64")

@@ -17,18 +17,26 @@ read from every customer's purchases of it that are at least 90 days old at T: t
 the customer ordered again within 90 days (smoothed towards the overall share by
 :data:`REORDER_SMOOTHING` purchases). Only orders before T take part.
 
+Only the lines of the 365 days before T are aggregated per snapshot. What needs the whole history
+(when each customer first bought each product, how many customers bought a product, which purchases
+were followed by a reorder) comes from :func:`line_history`: tables independent of T, filtered by
+date in every snapshot, which a snapshot or a training set computes once (with the purchase lines
+joined to their orders) for all its dates.
+
 Counts are 0 for an active customer without lines in the window; shares, shifts and profiles are
 missing where they are undefined (no spend to share out, no regular group, no matured purchase).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from features.dataset import CRMDataset
-from features.registry import FEATURES, PointInTime, attach, days_between, model_features, ratio, settled
+from features.registry import FEATURES, PointInTime, attach, model_features, ratio, settled
 
 REGULAR_QUARTERS = 2
 """A group bought in at least this many of the three quarters [T - 360, T - 90) is one the customer buys regularly."""
@@ -60,28 +68,23 @@ def purchase_lines(known: CRMDataset) -> ir.Table:
     return bought.select("customer_id", "order_id", "order_date", "product_id", group=group_column(bought), quantity=bought.quantity, amount=bought.amount)
 
 
-def _product_breadth(bought: ir.Table, at: PointInTime) -> ir.Table:
+def _product_breadth(year: ir.Table, first: ir.Table, at: PointInTime) -> ir.Table:
     """Per customer: products in the windows, products dropped and products new in the last 90 days."""
-    last = at.within(bought.order_date, QUARTER_DAYS)
-    previous = at.between(bought.order_date, 2 * QUARTER_DAYS, QUARTER_DAYS)
-    products = bought.group_by("customer_id", "product_id").aggregate(
-        first=bought.order_date.min(),
-        in_last=last.any(),
-        in_previous=previous.any(),
-        in_year=at.within(bought.order_date, 365).any(),
-    )
-    return products.group_by("customer_id").aggregate(
+    last = at.within(year.order_date, QUARTER_DAYS)
+    previous = at.between(year.order_date, 2 * QUARTER_DAYS, QUARTER_DAYS)
+    products = year.group_by("customer_id", "product_id").aggregate(in_last=last.any(), in_previous=previous.any())
+    breadth = products.group_by("customer_id").aggregate(
         products_90d=products.count(where=products.in_last),
         products_prev_90d=products.count(where=products.in_previous),
         products_dropped_90d=products.count(where=products.in_previous & ~products.in_last),
-        products_365d=products.count(where=products.in_year),
-        products_new_90d=products.count(where=products.first >= at.days_before(QUARTER_DAYS)),
+        products_365d=products.count(),
     )
+    new = first.filter(at.within(first.first_bought, QUARTER_DAYS), first.first_bought < at.t)
+    return attach(breadth, new.group_by("customer_id").aggregate(products_new_90d=new.count()))
 
 
-def _basket_size(bought: ir.Table, at: PointInTime) -> ir.Table:
+def _basket_size(year: ir.Table) -> ir.Table:
     """Per customer: purchase lines per order over the 365 days before T."""
-    year = bought.filter(at.within(bought.order_date, 365))
     sizes = year.group_by("customer_id").aggregate(lines=year.count(), orders=year.order_id.nunique())
     return sizes.select("customer_id", lines_per_order_365d=ratio(sizes.lines, sizes.orders))
 
@@ -90,7 +93,7 @@ def group_quarters(bought: ir.Table, at: PointInTime) -> ir.Table:
     """Per customer and product group: spend in the last 90 days and in [T - 360, T - 90), and the quarters bought there.
 
     Args:
-        bought: :func:`purchase_lines`.
+        bought: :func:`purchase_lines` (of the 365 days before T, or more).
         at: the as-of date.
 
     Returns:
@@ -128,35 +131,83 @@ def _basket_mix(bought: ir.Table, at: PointInTime) -> ir.Table:
     )
 
 
-def product_reorder_rates(bought: ir.Table, gaps: ir.Table, at: PointInTime) -> ir.Table:
+@dataclass(frozen=True)
+class LineHistory:
+    """What the lines group reads from the whole history, as tables independent of T (see :func:`line_history`).
+
+    Attributes:
+        bought: :func:`purchase_lines`; a snapshot at T keeps the lines dated before T (the lines
+            of the orders before T).
+        first_purchases: ``customer_id``, ``product_id`` and ``first_bought``, the day of the
+            customer's first purchase of the product; a snapshot at T keeps the rows dated before T
+            (a first purchase before T is the first purchase among the lines before T).
+        reorder_votes: ``product_id``, ``order_date``, ``purchases`` (customer-product-days) and
+            ``reordered`` (those after which the customer ordered again within
+            :data:`REORDER_DAYS`); a snapshot at T keeps the days before T - :data:`REORDER_DAYS`,
+            whose reorders, if any, happened before T.
+    """
+
+    bought: ir.Table
+    first_purchases: ir.Table
+    reorder_votes: ir.Table
+
+
+def purchase_days(bought: ir.Table, gaps: ir.Table) -> ir.Table:
+    """Each day a customer bought a product, and whether the customer ordered again within :data:`REORDER_DAYS`.
+
+    Args:
+        bought: :func:`purchase_lines` (of a dataset cut at T, or of the whole history).
+        gaps: :func:`features.orders.order_gaps` of the same orders.
+
+    Returns:
+        ``customer_id``, ``product_id``, ``order_date`` (one row per customer, product and day) and
+        ``reordered`` (1 or 0).
+    """
+    purchases = bought.select("customer_id", "product_id", "order_date").distinct()
+    soon = gaps.filter(gaps.gap <= REORDER_DAYS)
+    followed = soon.select(_customer=soon.customer_id, _previous=(soon.order_date - soon.gap.cast(dt.int64).as_interval("D")).cast(dt.date))
+    days = purchases.left_join(followed, (purchases.customer_id == followed._customer) & (purchases.order_date == followed._previous))
+    return days.select("customer_id", "product_id", "order_date", reordered=ibis.ifelse(days._customer.isnull(), 0, 1))
+
+
+def line_history(bought: ir.Table, days: ir.Table) -> LineHistory:
+    """The whole-history tables of the lines group.
+
+    Args:
+        bought: :func:`purchase_lines`.
+        days: :func:`purchase_days` of ``bought``.
+
+    Returns:
+        The purchase lines, the first purchases and the reorder votes.
+    """
+    first = days.group_by("customer_id", "product_id").aggregate(first_bought=days.order_date.min())
+    votes = days.group_by("product_id", "order_date").aggregate(purchases=days.count(), reordered=days.reordered.sum())
+    return LineHistory(bought=bought, first_purchases=first, reorder_votes=votes)
+
+
+def product_reorder_rates(votes: ir.Table, at: PointInTime) -> ir.Table:
     """Per product: the smoothed share of its matured purchases after which the buyer ordered again within :data:`REORDER_DAYS`.
 
     Args:
-        bought: :func:`purchase_lines` (before T).
-        gaps: :func:`features.orders.order_gaps` of the orders (gaps dated on or after T are ignored).
+        votes: :attr:`LineHistory.reorder_votes` (days on or after T - :data:`REORDER_DAYS` are ignored).
         at: the as-of date.
 
     Returns:
         ``product_id`` and ``reorder_rate``; products without a matured purchase have no row.
     """
-    purchases = bought.filter(bought.order_date < at.days_before(REORDER_DAYS)).select("customer_id", "product_id", "order_date").distinct()
-    known = gaps.filter(gaps.order_date < at.t)
-    following = known.select(
-        _customer=known.customer_id, _previous=(known.order_date - known.gap.cast(dt.int64).as_interval("D")).cast(dt.date), _next=known.order_date
-    )
-    votes = purchases.left_join(following, (purchases.customer_id == following._customer) & (purchases.order_date == following._previous))
-    votes = votes.mutate(reordered=ibis.ifelse(days_between(votes.order_date, votes._next) <= REORDER_DAYS, 1.0, 0.0))
-    overall = votes.aggregate(overall=votes.reordered.mean())
-    per_product = votes.group_by("product_id").aggregate(reordered=votes.reordered.sum(), purchases=votes.count()).cross_join(overall)
+    matured = votes.filter(votes.order_date < at.days_before(REORDER_DAYS))
+    per_product = matured.group_by("product_id").aggregate(reordered=matured.reordered.sum(), purchases=matured.purchases.sum())
+    overall = per_product.aggregate(overall=ratio(per_product.reordered.sum(), per_product.purchases.sum()))
+    per_product = per_product.cross_join(overall)
     rate = (per_product.reordered + REORDER_SMOOTHING * per_product.overall) / (per_product.purchases + REORDER_SMOOTHING)
     return per_product.select("product_id", reorder_rate=rate.cast(dt.float64))
 
 
-def _product_profile(bought: ir.Table, gaps: ir.Table, at: PointInTime) -> ir.Table:
+def _product_profile(year: ir.Table, history: LineHistory, at: PointInTime) -> ir.Table:
     """Per customer: its typical quantity and unit price, and how widely and how repeatedly its products sell."""
-    reach = bought.group_by("product_id").aggregate(buyers=bought.customer_id.nunique())
-    rates = product_reorder_rates(bought, gaps, at)
-    year = bought.filter(at.within(bought.order_date, 365))
+    first = history.first_purchases.filter(history.first_purchases.first_bought < at.t)
+    reach = first.group_by("product_id").aggregate(buyers=first.count())
+    rates = product_reorder_rates(history.reorder_votes, at)
     year = year.left_join(reach, "product_id").select(year, reach.buyers)
     year = year.left_join(rates, "product_id").select(year, rates.reorder_rate)
     rated = year.reorder_rate.notnull()
@@ -172,7 +223,7 @@ COUNTS = ("products_90d", "products_prev_90d", "products_dropped_90d", "products
 """The line features that count something: 0 for an active customer without lines in their windows."""
 
 
-def line_features(known: CRMDataset, at: PointInTime, population: ir.Table, gaps: ir.Table) -> ir.Table:
+def line_features(known: CRMDataset, at: PointInTime, population: ir.Table, gaps: ir.Table, history: LineHistory | None = None) -> ir.Table:
     """The lines group of the snapshot, one row per active customer.
 
     Args:
@@ -180,13 +231,18 @@ def line_features(known: CRMDataset, at: PointInTime, population: ir.Table, gaps
         at: the as-of date.
         population: the active customers (``customer_id``).
         gaps: :func:`features.orders.order_gaps` of the orders (for the reorder rates).
+        history: :func:`line_history` computed once for many snapshots; default: from ``known``.
 
     Returns:
         ``customer_id`` and the lines group's features of the registry.
     """
-    bought = purchase_lines(known)
+    if history is None:
+        bought = purchase_lines(known)
+        history = line_history(bought, purchase_days(bought, gaps))
+    bought = history.bought
+    year = bought.filter(at.within(bought.order_date, 365), bought.order_date < at.t)
     c = population
-    for group in (_product_breadth(bought, at), _basket_size(bought, at), _basket_mix(bought, at), _product_profile(bought, gaps, at)):
+    for group in (_product_breadth(year, history.first_purchases, at), _basket_size(year), _basket_mix(year, at), _product_profile(year, history, at)):
         c = attach(c, group)
     c = c.mutate(**{name: c[name].coalesce(0) for name in COUNTS})
     return c.select("customer_id", *(name for name in model_features(known) if FEATURES[name].group == "lines"))

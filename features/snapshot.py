@@ -3,9 +3,10 @@
 The whole snapshot is one Ibis expression, executed once in the engine the dataset lives in
 (DuckDB, PostgreSQL, or any backend Ibis compiles to); pandas only receives the final frame. It is
 built from ``data.cut(T)``, so nothing dated on or after T can reach a feature. (The one shortcut,
-the gaps between order days, computed once into a temporary table for the snapshot, its BG/NBD
-summary and every other snapshot of a training set, is filtered by date: a gap dated before T
-involves only orders before T.) The ``btyd_*`` figures are the one group computed outside the
+:func:`shared_history`: the gaps between order days and the lines' whole-history tables, computed
+once into temporary tables for the snapshot, its BG/NBD summary and every other snapshot of a
+training set, are filtered by date: a gap dated before T involves only orders before T, and so do
+a first purchase before T and a purchase's reorder before T.) The ``btyd_*`` figures are the one group computed outside the
 query: the engine aggregates each customer's orders before T, a modified BG/NBD is fitted in Python
 on a stratified sample of those customers (a few tenths of a second), and its figures for every
 customer are joined onto the frame.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -26,7 +28,7 @@ from features.btyd import BTYDParams, btyd_features
 from features.complaints import complaint_features
 from features.contacts import contact_features
 from features.dataset import CRMDataset, DataError
-from features.lines import line_features
+from features.lines import LineHistory, line_features, line_history, purchase_days, purchase_lines
 from features.orders import order_features, order_gaps
 from features.receivables import receivable_features
 from features.registry import BTYD, BTYD_HORIZON_DAYS, BTYD_NO_ORDER_HORIZONS, DESCRIPTIVE, FEATURES, PointInTime, model_features
@@ -67,25 +69,40 @@ def snapshot_columns(data: CRMDataset) -> list[str]:
     return ["customer_id", "as_of", *descriptive, *(f for f in model_features(data) if f not in descriptive)]
 
 
-def snapshot_expr(data: CRMDataset, as_of: date, active_days: int = 365, gaps: ir.Table | None = None) -> ir.Table:
+@dataclass(frozen=True)
+class SharedHistory:
+    """Tables independent of T that every snapshot of a run reads, filtered by date (see :func:`shared_history`).
+
+    Attributes:
+        gaps: :func:`features.orders.order_gaps` of the whole history.
+        lines: :func:`features.lines.line_history` of the whole history (None without order lines).
+    """
+
+    gaps: ir.Table
+    lines: LineHistory | None = None
+
+
+def snapshot_expr(data: CRMDataset, as_of: date, active_days: int = 365, shared: SharedHistory | None = None) -> ir.Table:
     """The snapshot at ``as_of`` as one unexecuted Ibis expression (without the ``as_of`` column).
 
     Args:
         data: the CRM dataset (its tables may extend past ``as_of``; they are cut here).
         as_of: T; only data dated strictly before T is used.
         active_days: population = customers with an order in this many days before T.
-        gaps: :func:`features.orders.order_gaps` of ``data``'s orders, when shared by many snapshots.
+        shared: :func:`shared_history` of ``data``, when shared by many snapshots; default: each
+            snapshot computes its own from ``data.cut(as_of)``.
 
     Returns:
         One row per active customer: ``customer_id``, descriptive columns, features.
     """
     at = PointInTime(as_of)
     known = data.cut(as_of)
+    gaps = order_gaps(known.table("orders")) if shared is None else shared.gaps
     orders = order_features(known, at, active_days, gaps)
     population = orders.select("customer_id")
     groups = [orders, tier_features(known, orders)]
     if known.has("order_lines"):
-        groups.append(line_features(known, at, population, order_gaps(known.table("orders")) if gaps is None else gaps))
+        groups.append(line_features(known, at, population, gaps, None if shared is None else shared.lines))
     if known.has("complaints"):
         groups.append(complaint_features(known, at, population))
     if known.has("invoices") and "paid_at" in known.table("invoices").columns:
@@ -181,35 +198,59 @@ def build_snapshot(data: CRMDataset, as_of: date, active_days: int = 365) -> pd.
     if active_days < 1:
         raise DataError(f"active_days must be at least 1, not {active_days}")
     as_of = as_date(as_of)
-    with shared_gaps(data) as gaps:
-        frame, _ = add_btyd_features(snapshot_expr(data, as_of, active_days, gaps).to_pandas(), data, as_of, gaps)
+    with shared_history(data, as_of) as shared:
+        frame, _ = add_btyd_features(snapshot_expr(data, as_of, active_days, shared).to_pandas(), data, as_of, shared.gaps if shared else None)
     return to_snapshot_frame(frame, as_of, snapshot_columns(data))
 
 
 @contextmanager
-def shared_gaps(data: CRMDataset) -> Iterator[ir.Table | None]:
-    """The gaps between order days, computed once into a temporary table for every query that needs them.
+def shared_history(data: CRMDataset, earliest: date | None = None) -> Iterator[SharedHistory | None]:
+    """The tables independent of T, computed once into temporary tables for every query that needs them.
 
-    The window over the whole order history is the costliest part of a snapshot and does not depend
-    on T (a gap dated before T involves only orders before T), so the snapshot query, the BTYD
-    summary and every snapshot of a training set read it from one table.
+    The gaps between order days (a window over the whole order history) and, with order lines,
+    the purchase lines joined to their orders, each customer's first purchase of each product and
+    the reorder votes of each product and day are the costliest parts of a snapshot and do not depend on T: each is filtered by date in the
+    snapshot query, the BTYD summary and every snapshot of a training set.
 
     Args:
         data: the CRM dataset.
+        earliest: the earliest as-of date the tables will serve; the purchase lines kept are those
+            of the 365 days before it and later (default: every line).
 
     Yields:
-        The temporary table (dropped afterwards), or None when the engine will not create one
-        (each query then computes its own gaps).
+        The temporary tables (dropped afterwards), or None when the engine will not create them
+        (each query then computes its own).
     """
-    name = f"churn_order_gaps_{uuid.uuid4().hex[:12]}"
+    prefix = f"churn_shared_{uuid.uuid4().hex[:12]}"
+    created: list[str] = []
+
+    def keep(name: str, expr: ir.Table) -> ir.Table:
+        table = data.con.create_table(f"{prefix}_{name}", expr, temp=True)
+        created.append(f"{prefix}_{name}")
+        return table
+
     try:
-        table = data.con.create_table(name, order_gaps(data.table("orders")), temp=True)
+        gaps = keep("gaps", order_gaps(data.table("orders")))
+        lines = None
+        if data.has("order_lines"):
+            every = purchase_lines(data.cut(data.end_date()))
+            history = line_history(every, keep("purchase_days", purchase_days(every, gaps)))
+            first, votes = keep("first_purchases", history.first_purchases), keep("reorder_votes", history.reorder_votes)
+            _drop(data, [created.pop(1)])  # the purchase days: the snapshots read the two small tables made from them
+            window = every if earliest is None else every.filter(PointInTime(earliest).within(every.order_date, 365))
+            lines = LineHistory(keep("purchase_lines", window), first, votes)
     except Exception:  # noqa: BLE001 - an engine without temporary tables is only slower
+        _drop(data, created)
         yield None
         return
     try:
-        yield table
+        yield SharedHistory(gaps=gaps, lines=lines)
     finally:
+        _drop(data, created)
+
+
+def _drop(data: CRMDataset, names: list[str]) -> None:
+    for name in names:
         data.con.drop_table(name, force=True)
 
 
