@@ -190,54 +190,14 @@ def import_transactions(
         DataError: the file cannot be read, a named column is missing, or a column cannot be parsed.
     """
     source = Path(path)
-    columns, flags = _wanted_columns(
-        customer_col=customer_col,
-        date_col=date_col,
-        amount_col=amount_col,
-        order_col=order_col,
-        quantity_col=quantity_col,
-        price_col=price_col,
-        country_col=country_col,
-        product_col=product_col,
-        category_col=category_col,
-    )
-    raw = read_transactions(source, columns=columns, flags=flags, sheet=sheet, encoding=encoding).reset_index(drop=True)
+    cols = _Columns(customer_col, date_col, amount_col, order_col, quantity_col, price_col, country_col, product_col, category_col)
+    flags = cols.flags()
+    raw = read_transactions(source, columns=list(flags), flags=flags, sheet=sheet, encoding=encoding).reset_index(drop=True)
     report = ImportReport(source=str(source), lines_read=len(raw))
-    rules = _DropRules(report, raw.index)
-
-    customer = normalise_ids(raw[customer_col])
-    rules.drop(customer.isna(), NO_CUSTOMER, raw[customer_col])
-    order_date = _parse_date_column(raw[date_col], date_col, date_format, dayfirst, max_bad_share, report.notes)
-    rules.drop(order_date.isna(), BAD_DATE, raw[date_col])
-    order = None
+    lines = _usable_lines(raw, cols, report, date_format=date_format, dayfirst=dayfirst, max_bad_share=max_bad_share)
     if order_col is not None:
-        order = normalise_ids(raw[order_col])
-        rules.drop(order.isna(), NO_ORDER, raw[order_col])
-    amount, quantity, shown = _line_amounts(raw, amount_col, quantity_col, price_col, max_bad_share)
-    rules.drop(amount.isna(), BAD_AMOUNT, shown)
-    rules.drop(amount == 0, ZERO_AMOUNT, shown)
-
-    used = rules.reason.isna()
-    report.lines_used = int(used.sum())
-    lines = pd.DataFrame(
-        {
-            "customer_id": customer[used].astype("string"),
-            "order_date": order_date[used],
-            "amount": amount[used].astype("float64"),
-        }
-    )
-    if order is not None:
-        lines["order_ref"] = order[used]
         cancelled = _cancellations(lines["order_ref"], cancel_prefix, report.notes)
         lines["amount"] = lines["amount"].where(~cancelled, -lines["amount"].abs())
-    if country_col is not None:
-        lines["region"] = _text(raw.loc[used, country_col])
-    if product_col is not None:
-        lines["product_id"] = normalise_ids(raw.loc[used, product_col]).fillna("(none)")
-        lines["quantity"] = quantity[used].astype("float64") if quantity is not None else 1.0
-        if category_col is not None:
-            lines["category"] = _text(raw.loc[used, category_col])
-
     lines["order_id"] = _order_ids(lines, report.notes, split_returns=product_col is not None)
     orders = _aggregate_orders(lines, report.notes)
     customers = _customers_table(lines, orders)
@@ -245,37 +205,38 @@ def import_transactions(
     return ImportResult(orders=orders, customers=customers, report=report, order_lines=_order_lines(lines) if product_col is not None else None)
 
 
-def _wanted_columns(
-    *,
-    customer_col: str,
-    date_col: str,
-    amount_col: str | None,
-    order_col: str | None,
-    quantity_col: str | None,
-    price_col: str | None,
-    country_col: str | None,
-    product_col: str | None,
-    category_col: str | None,
-) -> tuple[list[str], dict[str, str]]:
-    """Check that the named columns make sense together; return them (each once) and the flag that named each."""
-    if amount_col is None and (quantity_col is None or price_col is None):
-        raise DataError("say how to get the amount: give --amount-col, or both --quantity-col and --price-col")
-    wanted = {
-        "--customer-col": customer_col,
-        "--date-col": date_col,
-        "--amount-col": amount_col,
-        "--order-col": order_col,
-        "--quantity-col": quantity_col,
-        "--price-col": price_col,
-        "--country-col": country_col,
-        "--product-col": product_col,
-        "--category-col": category_col,
-    }
-    if category_col is not None and product_col is None:
-        raise DataError("--category-col needs --product-col: the product group belongs to a line's product")
-    columns = [c for c in dict.fromkeys(v for v in wanted.values() if v is not None)]
-    flags = {v: k for k, v in wanted.items() if v is not None}
-    return columns, flags
+@dataclass(frozen=True)
+class _Columns:
+    """The export's columns the import reads (None: not in the export), as named by the ``--*-col`` flags."""
+
+    customer: str
+    date: str
+    amount: str | None
+    order: str | None
+    quantity: str | None
+    price: str | None
+    country: str | None
+    product: str | None
+    category: str | None
+
+    def flags(self) -> dict[str, str]:
+        """Each column to read (once, in flag order) to the flag that named it; refuses combinations that cannot work."""
+        if self.amount is None and (self.quantity is None or self.price is None):
+            raise DataError("say how to get the amount: give --amount-col, or both --quantity-col and --price-col")
+        if self.category is not None and self.product is None:
+            raise DataError("--category-col needs --product-col: the product group belongs to a line's product")
+        wanted = {
+            "--customer-col": self.customer,
+            "--date-col": self.date,
+            "--amount-col": self.amount,
+            "--order-col": self.order,
+            "--quantity-col": self.quantity,
+            "--price-col": self.price,
+            "--country-col": self.country,
+            "--product-col": self.product,
+            "--category-col": self.category,
+        }
+        return {v: k for k, v in wanted.items() if v is not None}
 
 
 class _DropRules:
@@ -286,7 +247,7 @@ class _DropRules:
         self.reason = pd.Series(pd.NA, index=index, dtype="object")
 
     def drop(self, mask: pd.Series, why: str, values: pd.Series) -> None:
-        """Drop the lines in ``mask`` not dropped yet for ``why``, with up to three of their ``values`` as examples."""
+        """Drop the lines in ``mask`` not dropped yet, for ``why``, with up to three of their ``values`` as examples."""
         mask = mask.fillna(False).astype(bool) & self.reason.isna()
         n = int(mask.sum())
         if n:
@@ -295,22 +256,53 @@ class _DropRules:
             self.report.examples[why] = [f"row {cast(int, i) + 1}: {_show(v)}" for i, v in values[mask].head(3).items()]  # the index is raw's RangeIndex
 
 
-def _line_amounts(
-    raw: pd.DataFrame, amount_col: str | None, quantity_col: str | None, price_col: str | None, max_bad_share: float
-) -> tuple[pd.Series, pd.Series | None, pd.Series]:
+def _usable_lines(raw: pd.DataFrame, cols: _Columns, report: ImportReport, *, date_format: str | None, dayfirst: bool | None, max_bad_share: float) -> pd.DataFrame:
+    """Parse ids, dates and amounts, drop the lines the rules say (counted in ``report``) and return the rest.
+
+    Returns:
+        The used lines: ``customer_id``, ``order_date``, ``amount``, and ``order_ref``, ``region``,
+        ``product_id``, ``quantity``, ``category`` when the export has those columns.
+    """
+    rules = _DropRules(report, raw.index)
+    customer = normalise_ids(raw[cols.customer])
+    rules.drop(customer.isna(), NO_CUSTOMER, raw[cols.customer])
+    order_date = _parse_date_column(raw[cols.date], cols.date, date_format, dayfirst, max_bad_share, report.notes)
+    rules.drop(order_date.isna(), BAD_DATE, raw[cols.date])
+    order = None
+    if cols.order is not None:
+        order = normalise_ids(raw[cols.order])
+        rules.drop(order.isna(), NO_ORDER, raw[cols.order])
+    amount, quantity, shown = _line_amounts(raw, cols, max_bad_share)
+    rules.drop(amount.isna(), BAD_AMOUNT, shown)
+    rules.drop(amount == 0, ZERO_AMOUNT, shown)
+
+    used = rules.reason.isna()
+    report.lines_used = int(used.sum())
+    lines = pd.DataFrame({"customer_id": customer[used].astype("string"), "order_date": order_date[used], "amount": amount[used].astype("float64")})
+    if order is not None:
+        lines["order_ref"] = order[used]
+    if cols.country is not None:
+        lines["region"] = _text(raw.loc[used, cols.country])
+    if cols.product is not None:
+        lines["product_id"] = normalise_ids(raw.loc[used, cols.product]).fillna("(none)")
+        lines["quantity"] = quantity[used].astype("float64") if quantity is not None else 1.0
+        if cols.category is not None:
+            lines["category"] = _text(raw.loc[used, cols.category])
+    return lines
+
+
+def _line_amounts(raw: pd.DataFrame, cols: _Columns, max_bad_share: float) -> tuple[pd.Series, pd.Series | None, pd.Series]:
     """Each line's amount (negative when its quantity is), its quantity (None without a quantity column) and the values to show when dropped."""
-    quantity = None
-    if amount_col is not None:
-        amount = _parse_number_column(raw[amount_col], amount_col, max_bad_share)
-        shown = raw[amount_col]
-        if quantity_col is not None:
-            quantity = _parse_number_column(raw[quantity_col], quantity_col, max_bad_share)
-            amount = amount.where(~(quantity < 0), -amount.abs())
-        return amount, quantity, shown
-    assert quantity_col is not None and price_col is not None
-    quantity = _parse_number_column(raw[quantity_col], quantity_col, max_bad_share)
-    price = _parse_number_column(raw[price_col], price_col, max_bad_share)
-    shown = raw[quantity_col].astype("string").fillna("") + " x " + raw[price_col].astype("string").fillna("")
+    if cols.amount is not None:
+        amount = _parse_number_column(raw[cols.amount], cols.amount, max_bad_share)
+        if cols.quantity is None:
+            return amount, None, raw[cols.amount]
+        quantity = _parse_number_column(raw[cols.quantity], cols.quantity, max_bad_share)
+        return amount.where(~(quantity < 0), -amount.abs()), quantity, raw[cols.amount]
+    assert cols.quantity is not None and cols.price is not None
+    quantity = _parse_number_column(raw[cols.quantity], cols.quantity, max_bad_share)
+    price = _parse_number_column(raw[cols.price], cols.price, max_bad_share)
+    shown = raw[cols.quantity].astype("string").fillna("") + " x " + raw[cols.price].astype("string").fillna("")
     return quantity * price, quantity, shown
 
 
