@@ -393,12 +393,7 @@ def fit_frame(
     meta = _metadata(parts, selection, horizon_days=horizon_days, as_of=as_of, seed=seed, extra=metadata or {})
     say(f"testing {selection.chosen.kind} and the baselines on the test period")
     tested, served, test_proba = _test_all(selection, parts, ctx, meta)
-    test_y = parts.test[LABEL].to_numpy(dtype=int)
-    values = ev.customer_values(parts.test, profit)
-    baselines = [b for b in BASELINES if b in test_proba]
-    comparison = ev.compare_methods(parts.test, test_y, test_proba, model="model", baselines=baselines, seed=seed, stage_rule=stage_rule)
-    metrics = ev.evaluate_scores(test_y, test_proba["model"], values, profit)
-    metrics |= _margins(comparison)
+    comparison, metrics, baselines = _evaluate(parts, test_proba, profit, seed=seed, stage_rule=stage_rule)
     for model in (served["model"], tested["model"]):
         model.metadata["test_metrics"] = {f"test_{k}": v for k, v in metrics.items()}
         model.metadata["test_pr_auc"] = metrics["pr_auc"]
@@ -411,9 +406,25 @@ def fit_frame(
         test_proba=test_proba,
         comparison=comparison,
         metrics=metrics,
-        baselines={b: ev.evaluate_scores(test_y, p, values, profit) for b, p in test_proba.items() if b != "model"},
-        tiers=ev.tier_metrics(parts.test, test_y, test_proba["model"]),
+        baselines=baselines,
+        tiers=ev.tier_metrics(parts.test, parts.test[LABEL].to_numpy(dtype=int), test_proba["model"]),
     )
+
+
+def _evaluate(
+    parts: TimeSplit, test_proba: Mapping[str, np.ndarray], profit: ev.ProfitParams, *, seed: int, stage_rule: StageRule | None
+) -> tuple[pd.DataFrame, dict[str, float], dict[str, dict[str, float]]]:
+    """The test period's figures: the methods compared per subset, the model's metrics with its margins, each baseline's metrics.
+
+    Returns:
+        ``(comparison, model metrics, baseline metrics by baseline)``.
+    """
+    test_y = parts.test[LABEL].to_numpy(dtype=int)
+    values = ev.customer_values(parts.test, profit)
+    baselines = [b for b in BASELINES if b in test_proba]
+    comparison = ev.compare_methods(parts.test, test_y, test_proba, model="model", baselines=baselines, seed=seed, stage_rule=stage_rule)
+    metrics = ev.evaluate_scores(test_y, test_proba["model"], values, profit) | _margins(comparison)
+    return comparison, metrics, {b: ev.evaluate_scores(test_y, p, values, profit) for b, p in test_proba.items() if b != "model"}
 
 
 def _split(
