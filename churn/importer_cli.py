@@ -13,6 +13,9 @@ import typer
 from rich.table import Table
 
 from churn.output import RedactingConsole
+from features.dataset import write_dataset
+from features.errors import DataError
+from features.importer import ImportReport, import_transactions
 
 _err = RedactingConsole(stderr=True)
 _out = RedactingConsole()
@@ -42,9 +45,6 @@ def import_command(
     Example: churn import --transactions online_retail.xlsx --customer-col CustomerID --date-col InvoiceDate
     --order-col InvoiceNo --quantity-col Quantity --price-col UnitPrice --country-col Country --product-col StockCode --out data/retail.duckdb
     """
-    from features.dataset import DataError, write_dataset
-    from features.importer import import_transactions
-
     try:
         if file_format not in ("parquet", "csv"):
             raise DataError(f"--format must be parquet or csv, not {file_format!r}")
@@ -72,8 +72,12 @@ def import_command(
     except DataError as err:
         _err.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
-    report = result.report
-    table = Table(title=f"{transactions.name} imported in {time.perf_counter() - started:.1f} s")
+    _print_report(result.report, f"{transactions.name} imported in {time.perf_counter() - started:.1f} s", out_path, counts)
+
+
+def _print_report(report: ImportReport, title: str, out_path: str, counts: dict[str, int]) -> None:
+    """Show what the import read, used and dropped, its notes, and what was written where."""
+    table = Table(title=title)
     table.add_column("")
     table.add_column("count", justify="right")
     table.add_column("detail", overflow="fold", max_width=60)

@@ -190,85 +190,124 @@ def import_transactions(
         DataError: the file cannot be read, a named column is missing, or a column cannot be parsed.
     """
     source = Path(path)
-    if amount_col is None and (quantity_col is None or price_col is None):
-        raise DataError("say how to get the amount: give --amount-col, or both --quantity-col and --price-col")
-    wanted = {
-        "--customer-col": customer_col,
-        "--date-col": date_col,
-        "--amount-col": amount_col,
-        "--order-col": order_col,
-        "--quantity-col": quantity_col,
-        "--price-col": price_col,
-        "--country-col": country_col,
-        "--product-col": product_col,
-        "--category-col": category_col,
-    }
-    if category_col is not None and product_col is None:
-        raise DataError("--category-col needs --product-col: the product group belongs to a line's product")
-    columns = [c for c in dict.fromkeys(v for v in wanted.values() if v is not None)]
-    flags = {v: k for k, v in wanted.items() if v is not None}
-    raw = read_transactions(source, columns=columns, flags=flags, sheet=sheet, encoding=encoding).reset_index(drop=True)
+    cols = _Columns(customer_col, date_col, amount_col, order_col, quantity_col, price_col, country_col, product_col, category_col)
+    flags = cols.flags()
+    raw = read_transactions(source, columns=list(flags), flags=flags, sheet=sheet, encoding=encoding).reset_index(drop=True)
     report = ImportReport(source=str(source), lines_read=len(raw))
-    reason = pd.Series(pd.NA, index=raw.index, dtype="object")
-
-    def drop(mask: pd.Series, why: str, values: pd.Series) -> None:
-        mask = mask.fillna(False).astype(bool) & reason.isna()
-        n = int(mask.sum())
-        if n:
-            reason[mask] = why
-            report.dropped[why] = n
-            report.examples[why] = [f"row {cast(int, i) + 1}: {_show(v)}" for i, v in values[mask].head(3).items()]  # the index is raw's RangeIndex
-
-    customer = normalise_ids(raw[customer_col])
-    drop(customer.isna(), NO_CUSTOMER, raw[customer_col])
-
-    order_date = _parse_date_column(raw[date_col], date_col, date_format, dayfirst, max_bad_share, report.notes)
-    drop(order_date.isna(), BAD_DATE, raw[date_col])
-
-    order = None
+    lines = _usable_lines(raw, cols, report, date_format=date_format, dayfirst=dayfirst, max_bad_share=max_bad_share)
     if order_col is not None:
-        order = normalise_ids(raw[order_col])
-        drop(order.isna(), NO_ORDER, raw[order_col])
-
-    if amount_col is not None:
-        amount = _parse_number_column(raw[amount_col], amount_col, max_bad_share)
-        shown = raw[amount_col]
-        if quantity_col is not None:
-            quantity = _parse_number_column(raw[quantity_col], quantity_col, max_bad_share)
-            amount = amount.where(~(quantity < 0), -amount.abs())
-    else:
-        assert quantity_col is not None and price_col is not None
-        quantity = _parse_number_column(raw[quantity_col], quantity_col, max_bad_share)
-        price = _parse_number_column(raw[price_col], price_col, max_bad_share)
-        amount = quantity * price
-        shown = raw[quantity_col].astype("string").fillna("") + " x " + raw[price_col].astype("string").fillna("")
-    drop(amount.isna(), BAD_AMOUNT, shown)
-    drop(amount == 0, ZERO_AMOUNT, shown)
-
-    used = reason.isna()
-    report.lines_used = int(used.sum())
-    lines = pd.DataFrame(
-        {
-            "customer_id": customer[used].astype("string"),
-            "order_date": order_date[used],
-            "amount": amount[used].astype("float64"),
-        }
-    )
-    if order is not None:
-        lines["order_ref"] = order[used]
         cancelled = _cancellations(lines["order_ref"], cancel_prefix, report.notes)
         lines["amount"] = lines["amount"].where(~cancelled, -lines["amount"].abs())
-    if country_col is not None:
-        lines["region"] = _text(raw.loc[used, country_col])
-    if product_col is not None:
-        lines["product_id"] = normalise_ids(raw.loc[used, product_col]).fillna("(none)")
-        lines["quantity"] = quantity[used].astype("float64") if quantity_col is not None else 1.0
-        if category_col is not None:
-            lines["category"] = _text(raw.loc[used, category_col])
-
     lines["order_id"] = _order_ids(lines, report.notes, split_returns=product_col is not None)
     orders = _aggregate_orders(lines, report.notes)
     customers = _customers_table(lines, orders)
+    _count_result(report, orders, customers)
+    return ImportResult(orders=orders, customers=customers, report=report, order_lines=_order_lines(lines) if product_col is not None else None)
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """The export's columns the import reads (None: not in the export), as named by the ``--*-col`` flags."""
+
+    customer: str
+    date: str
+    amount: str | None
+    order: str | None
+    quantity: str | None
+    price: str | None
+    country: str | None
+    product: str | None
+    category: str | None
+
+    def flags(self) -> dict[str, str]:
+        """Each column to read (once, in flag order) to the flag that named it; refuses combinations that cannot work."""
+        if self.amount is None and (self.quantity is None or self.price is None):
+            raise DataError("say how to get the amount: give --amount-col, or both --quantity-col and --price-col")
+        if self.category is not None and self.product is None:
+            raise DataError("--category-col needs --product-col: the product group belongs to a line's product")
+        wanted = {
+            "--customer-col": self.customer,
+            "--date-col": self.date,
+            "--amount-col": self.amount,
+            "--order-col": self.order,
+            "--quantity-col": self.quantity,
+            "--price-col": self.price,
+            "--country-col": self.country,
+            "--product-col": self.product,
+            "--category-col": self.category,
+        }
+        return {v: k for k, v in wanted.items() if v is not None}
+
+
+class _DropRules:
+    """The reason each line is dropped for (first matching rule wins), counted in the report."""
+
+    def __init__(self, report: ImportReport, index: pd.Index) -> None:
+        self.report = report
+        self.reason = pd.Series(pd.NA, index=index, dtype="object")
+
+    def drop(self, mask: pd.Series, why: str, values: pd.Series) -> None:
+        """Drop the lines in ``mask`` not dropped yet, for ``why``, with up to three of their ``values`` as examples."""
+        mask = mask.fillna(False).astype(bool) & self.reason.isna()
+        n = int(mask.sum())
+        if n:
+            self.reason[mask] = why
+            self.report.dropped[why] = n
+            self.report.examples[why] = [f"row {cast(int, i) + 1}: {_show(v)}" for i, v in values[mask].head(3).items()]  # the index is raw's RangeIndex
+
+
+def _usable_lines(raw: pd.DataFrame, cols: _Columns, report: ImportReport, *, date_format: str | None, dayfirst: bool | None, max_bad_share: float) -> pd.DataFrame:
+    """Parse ids, dates and amounts, drop the lines the rules say (counted in ``report``) and return the rest.
+
+    Returns:
+        The used lines: ``customer_id``, ``order_date``, ``amount``, and ``order_ref``, ``region``,
+        ``product_id``, ``quantity``, ``category`` when the export has those columns.
+    """
+    rules = _DropRules(report, raw.index)
+    customer = normalise_ids(raw[cols.customer])
+    rules.drop(customer.isna(), NO_CUSTOMER, raw[cols.customer])
+    order_date = _parse_date_column(raw[cols.date], cols.date, date_format, dayfirst, max_bad_share, report.notes)
+    rules.drop(order_date.isna(), BAD_DATE, raw[cols.date])
+    order = None
+    if cols.order is not None:
+        order = normalise_ids(raw[cols.order])
+        rules.drop(order.isna(), NO_ORDER, raw[cols.order])
+    amount, quantity, shown = _line_amounts(raw, cols, max_bad_share)
+    rules.drop(amount.isna(), BAD_AMOUNT, shown)
+    rules.drop(amount == 0, ZERO_AMOUNT, shown)
+
+    used = rules.reason.isna()
+    report.lines_used = int(used.sum())
+    lines = pd.DataFrame({"customer_id": customer[used].astype("string"), "order_date": order_date[used], "amount": amount[used].astype("float64")})
+    if order is not None:
+        lines["order_ref"] = order[used]
+    if cols.country is not None:
+        lines["region"] = _text(raw.loc[used, cols.country])
+    if cols.product is not None:
+        lines["product_id"] = normalise_ids(raw.loc[used, cols.product]).fillna("(none)")
+        lines["quantity"] = quantity[used].astype("float64") if quantity is not None else 1.0
+        if cols.category is not None:
+            lines["category"] = _text(raw.loc[used, cols.category])
+    return lines
+
+
+def _line_amounts(raw: pd.DataFrame, cols: _Columns, max_bad_share: float) -> tuple[pd.Series, pd.Series | None, pd.Series]:
+    """Each line's amount (negative when its quantity is), its quantity (None without a quantity column) and the values to show when dropped."""
+    if cols.amount is not None:
+        amount = _parse_number_column(raw[cols.amount], cols.amount, max_bad_share)
+        if cols.quantity is None:
+            return amount, None, raw[cols.amount]
+        quantity = _parse_number_column(raw[cols.quantity], cols.quantity, max_bad_share)
+        return amount.where(~(quantity < 0), -amount.abs()), quantity, raw[cols.amount]
+    assert cols.quantity is not None and cols.price is not None
+    quantity = _parse_number_column(raw[cols.quantity], cols.quantity, max_bad_share)
+    price = _parse_number_column(raw[cols.price], cols.price, max_bad_share)
+    shown = raw[cols.quantity].astype("string").fillna("") + " x " + raw[cols.price].astype("string").fillna("")
+    return quantity * price, quantity, shown
+
+
+def _count_result(report: ImportReport, orders: pd.DataFrame, customers: pd.DataFrame) -> None:
+    """Fill in the report's counts of what was written, and check that every line read is accounted for."""
     report.orders = len(orders)
     report.returns = int((orders["amount"] < 0).sum())
     report.customers = len(customers)
@@ -277,7 +316,6 @@ def import_transactions(
         report.last_date = orders["order_date"].max().date()
     if not report.balanced:  # pragma: no cover - a bug, not a user error
         raise AssertionError(f"import counts do not add up: {report}")
-    return ImportResult(orders=orders, customers=customers, report=report, order_lines=_order_lines(lines) if product_col is not None else None)
 
 
 def read_transactions(

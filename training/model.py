@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import expit, logit
+from sklearn.linear_model import LogisticRegression
 
 MODEL_FILE = "churn_model.json"
 FORMAT_VERSION = 3
@@ -227,8 +228,6 @@ def fit_linear(
     Returns:
         The fitted component.
     """
-    from sklearn.linear_model import LogisticRegression
-
     raw = frame[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     fill = [float(np.nanmedian(raw[:, j])) if np.isfinite(raw[:, j]).any() else 0.0 for j in range(raw.shape[1])]
     filled = np.where(np.isnan(raw), np.asarray(fill), raw)

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -190,9 +191,7 @@ def _slug(name: str) -> str:
 
 def pyfunc_requirements() -> list[str]:
     """The pip requirements recorded with the model (the installed versions)."""
-    from importlib.metadata import version
-
-    return [f"{pkg}=={version(pkg)}" for pkg in ("lightgbm", "pandas", "numpy", "scipy", "scikit-learn", "mlflow")]
+    return [f"{pkg}=={metadata.version(pkg)}" for pkg in ("lightgbm", "pandas", "numpy", "scipy", "scikit-learn", "mlflow")]
 
 
 def signature_example(model: ChurnModel, frame: pd.DataFrame, rows: int = 5) -> pd.DataFrame:

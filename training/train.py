@@ -40,7 +40,7 @@ from training.candidates import BASELINES, Context, Recipe, Selection, build_mod
 from training.dataset import LABEL, SplitConfig, TimeSplit, matured, split_for_training
 from training.model import ChurnModel, PlattCalibrator, category_lists
 from training.partial import GroupRiskResult, fit_group_risk
-from training.tracking import log_group_risk, log_training_run
+from training.tracking import Logged, log_group_risk, log_training_run
 
 if TYPE_CHECKING:
     from features.dataset import CRMDataset
@@ -181,32 +181,16 @@ def train(
     Raises:
         DataError: the data cannot give an honest model (too short, one class, too few customers).
     """
-    say = progress or (lambda _msg: None)
+    say = progress or _quiet
     end = as_of or data.end_date()
     known = data.cut(end) if as_of is not None else data
     frame = labelled_snapshots(known, horizon_days=horizon_days, as_of=as_of, active_days=active_days, progress=say)
     features = [f for f in model_features(known) if f not in set(exclude)]
     result = train_frame(
-        frame,
-        feature_names=features,
-        categorical=categorical_of(features),
-        horizon_days=horizon_days,
-        as_of=end,
-        dataset_name=data.name(),
-        fingerprint=data.fingerprint(),
-        data_start=known.start_date(),
-        feature_set_version=FEATURE_SET_VERSION,
-        trials=trials,
-        timeout_s=timeout_s,
-        seed=seed,
-        tracking_uri=tracking_uri,
-        artifact_root=artifact_root,
-        model_name=model_name,
-        progress=progress,
-        active_days=active_days,
-        split=split,
-        profit=profit,
-        stage_rule=stage_rule,
+        frame, feature_names=features, categorical=categorical_of(features), horizon_days=horizon_days, as_of=end,
+        dataset_name=data.name(), fingerprint=data.fingerprint(), data_start=known.start_date(), feature_set_version=FEATURE_SET_VERSION,
+        trials=trials, timeout_s=timeout_s, seed=seed, tracking_uri=tracking_uri, artifact_root=artifact_root, model_name=model_name,
+        progress=progress, active_days=active_days, split=split, profit=profit, stage_rule=stage_rule,
     )
     if not known.has("order_lines"):
         return result
@@ -214,6 +198,10 @@ def train(
     if groups is not None:
         log_group_risk(result.run_id, groups, tracking_uri=result.tracking_uri)
     return replace(result, groups=groups)
+
+
+def _quiet(_msg: str) -> None:
+    """The progress callback when nobody listens."""
 
 
 def train_group_risk(known: CRMDataset, *, horizon_days: int, as_of: date | None, active_days: int, seed: int, progress: Progress) -> GroupRiskResult | None:
@@ -322,7 +310,7 @@ def train_frame(
         DataError: no matured snapshot, one class of label, too little history or too few test customers.
     """
     started = time.perf_counter()
-    say = progress or (lambda _msg: None)
+    say = progress or _quiet
     profit = profit or ev.ProfitParams()
     metadata = {
         "feature_set_version": feature_set_version,
@@ -340,6 +328,11 @@ def train_frame(
         fitted, profit=profit, trials=trials, timeout_s=timeout_s, tracking_uri=tracking_uri, artifact_root=artifact_root, model_name=model_name
     )
     say(f"registered {model_name} version {logged.version} as {logged.decision.alias}: {logged.decision.reason}")
+    return _result(fitted, logged, model_name, seconds=time.perf_counter() - started)
+
+
+def _result(fitted: Fitted, logged: Logged, model_name: str, *, seconds: float) -> TrainResult:
+    """The run's result from what was fitted and how it was logged and registered."""
     return TrainResult(
         run_id=logged.run_id,
         experiment=logged.experiment,
@@ -349,7 +342,7 @@ def train_frame(
         reason=logged.decision.reason,
         fitted=fitted,
         tracking_uri=logged.tracking_uri,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
     )
 
 
@@ -392,29 +385,15 @@ def fit_frame(
     Raises:
         DataError: see :func:`train_frame`.
     """
-    say = progress or (lambda _msg: None)
-    missing = [name for name in feature_names if name not in frame.columns]
-    if missing:
-        raise DataError(f"the labelled snapshots lack the feature column(s) {', '.join(missing)}")
-    if LABEL not in frame.columns:
-        raise DataError(f"the labelled snapshots have no {LABEL} column")
-    parts = split_for_training(matured(frame, horizon_days=horizon_days, as_of=as_of), horizon_days=horizon_days, config=split, seed=seed)
-    _say_split(parts, say)
+    say = progress or _quiet
+    profit = profit or ev.ProfitParams()
+    parts = _split(frame, feature_names, horizon_days=horizon_days, as_of=as_of, split=split, seed=seed, say=say)
     ctx = Context(list(feature_names), category_lists(parts.everything(), categorical), seed, NUM_THREADS)
     selection = select(parts, ctx, trials=trials, timeout_s=timeout_s, progress=say)
     meta = _metadata(parts, selection, horizon_days=horizon_days, as_of=as_of, seed=seed, extra=metadata or {})
     say(f"testing {selection.chosen.kind} and the baselines on the test period")
-    served: dict[str, ChurnModel] = {}
-    tested: dict[str, ChurnModel] = {}
-    test_proba: dict[str, np.ndarray] = {}
-    for name, recipe in {"model": selection.chosen, **{b: selection.recipes[b] for b in BASELINES if b in selection.recipes}}.items():
-        tested[name], served[name], test_proba[name] = _test_and_refit(recipe, parts, ctx, selection.margins[recipe.kind], meta)
-    test_y = parts.test[LABEL].to_numpy(dtype=int)
-    values = ev.customer_values(parts.test, profit or ev.ProfitParams())
-    baselines = [b for b in BASELINES if b in test_proba]
-    comparison = ev.compare_methods(parts.test, test_y, test_proba, model="model", baselines=baselines, seed=seed, stage_rule=stage_rule)
-    metrics = ev.evaluate_scores(test_y, test_proba["model"], values, profit or ev.ProfitParams())
-    metrics |= _margins(comparison)
+    tested, served, test_proba = _test_all(selection, parts, ctx, meta)
+    comparison, metrics, baselines = _evaluate(parts, test_proba, profit, seed=seed, stage_rule=stage_rule)
     for model in (served["model"], tested["model"]):
         model.metadata["test_metrics"] = {f"test_{k}": v for k, v in metrics.items()}
         model.metadata["test_pr_auc"] = metrics["pr_auc"]
@@ -427,9 +406,55 @@ def fit_frame(
         test_proba=test_proba,
         comparison=comparison,
         metrics=metrics,
-        baselines={b: ev.evaluate_scores(test_y, p, values, profit or ev.ProfitParams()) for b, p in test_proba.items() if b != "model"},
-        tiers=ev.tier_metrics(parts.test, test_y, test_proba["model"]),
+        baselines=baselines,
+        tiers=ev.tier_metrics(parts.test, parts.test[LABEL].to_numpy(dtype=int), test_proba["model"]),
     )
+
+
+def _evaluate(
+    parts: TimeSplit, test_proba: Mapping[str, np.ndarray], profit: ev.ProfitParams, *, seed: int, stage_rule: StageRule | None
+) -> tuple[pd.DataFrame, dict[str, float], dict[str, dict[str, float]]]:
+    """The test period's figures: the methods compared per subset, the model's metrics with its margins, each baseline's metrics.
+
+    Returns:
+        ``(comparison, model metrics, baseline metrics by baseline)``.
+    """
+    test_y = parts.test[LABEL].to_numpy(dtype=int)
+    values = ev.customer_values(parts.test, profit)
+    baselines = [b for b in BASELINES if b in test_proba]
+    comparison = ev.compare_methods(parts.test, test_y, test_proba, model="model", baselines=baselines, seed=seed, stage_rule=stage_rule)
+    metrics = ev.evaluate_scores(test_y, test_proba["model"], values, profit) | _margins(comparison)
+    return comparison, metrics, {b: ev.evaluate_scores(test_y, p, values, profit) for b, p in test_proba.items() if b != "model"}
+
+
+def _split(
+    frame: pd.DataFrame, feature_names: Sequence[str], *, horizon_days: int, as_of: date, split: SplitConfig | None, seed: int, say: Progress
+) -> TimeSplit:
+    """The matured snapshots split by time, after checking that the frame has the features and the label."""
+    missing = [name for name in feature_names if name not in frame.columns]
+    if missing:
+        raise DataError(f"the labelled snapshots lack the feature column(s) {', '.join(missing)}")
+    if LABEL not in frame.columns:
+        raise DataError(f"the labelled snapshots have no {LABEL} column")
+    parts = split_for_training(matured(frame, horizon_days=horizon_days, as_of=as_of), horizon_days=horizon_days, config=split, seed=seed)
+    _say_split(parts, say)
+    return parts
+
+
+def _test_all(
+    selection: Selection, parts: TimeSplit, ctx: Context, meta: Mapping[str, Any]
+) -> tuple[dict[str, ChurnModel], dict[str, ChurnModel], dict[str, np.ndarray]]:
+    """The chosen recipe (as ``model``) and every baseline, tested and refitted by :func:`_test_and_refit`.
+
+    Returns:
+        ``(tested, served, test probabilities)``, each by method.
+    """
+    served: dict[str, ChurnModel] = {}
+    tested: dict[str, ChurnModel] = {}
+    test_proba: dict[str, np.ndarray] = {}
+    for name, recipe in {"model": selection.chosen, **{b: selection.recipes[b] for b in BASELINES if b in selection.recipes}}.items():
+        tested[name], served[name], test_proba[name] = _test_and_refit(recipe, parts, ctx, selection.margins[recipe.kind], meta)
+    return tested, served, test_proba
 
 
 def _test_and_refit(

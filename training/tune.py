@@ -145,46 +145,66 @@ def tune(
     train_init, valid_init = init_scores if init_scores is not None else (None, np.zeros(len(valid_y)))
     train_set = make_dataset(train_x, train_y, seed=seed, num_threads=num_threads, init_score=train_init)
     valid_set = make_dataset(valid_x, valid_y, seed=seed, num_threads=num_threads, init_score=valid_init, reference=train_set)
-    space = short_history_space if short_history else search_space
     previous = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(1, trials // 3)))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=WARMUP_ROUNDS, interval_steps=PRUNE_EVERY)
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, study_name="churn-lightgbm")
-    study.enqueue_trial(SHORT_HISTORY_TRIAL if short_history else DEFAULT_TRIAL)
-    best: dict[str, Any] = {}
-
-    def objective(trial: optuna.Trial) -> float:
-        params = lgb_params(space(trial), seed=seed, num_threads=num_threads)
-        t0 = time.perf_counter()
-        booster = fit_booster(train_set, valid_set, params, callbacks=[_pruning_callback(trial)])
-        score = _average_precision(valid_y, np.asarray(booster.predict(valid_x, raw_score=True), dtype=float) + valid_init)
-        trial.set_user_attr("best_iteration", booster.num_trees())
-        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
-        if not best or score > best["score"]:
-            best.update(score=score, booster=booster, params=params, tuned=dict(trial.params))
-        return score
+    study = _study(trials=trials, seed=seed, short_history=short_history)
+    search = _Search(train_set, valid_set, valid_x, valid_y, valid_init, short_history_space if short_history else search_space, seed, num_threads)
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if progress is not None:
-            done = len(study.trials)
-            shown = f"{best['score']:.4f}" if best else "-"
-            progress(f"trial {done}/{trials} {trial.state.name.lower()}; best validation PR-AUC {shown}")
+            shown = f"{search.best['score']:.4f}" if search.best else "-"
+            progress(f"trial {len(study.trials)}/{trials} {trial.state.name.lower()}; best validation PR-AUC {shown}")
 
     try:
-        study.optimize(objective, n_trials=max(1, trials), timeout=timeout_s, callbacks=[report], gc_after_trial=False)
+        study.optimize(search.objective, n_trials=max(1, trials), timeout=timeout_s, callbacks=[report], gc_after_trial=False)
     finally:
         optuna.logging.set_verbosity(previous)
-    history = _history(study)
+    best = search.best
     return TuneResult(
         params=best["params"],
         tuned=best["tuned"],
         valid_pr_auc=float(best["score"]),
         best_iteration=int(best["booster"].num_trees()),
         booster=best["booster"],
-        trials=history,
+        trials=_history(study),
         seconds=time.perf_counter() - started,
     )
+
+
+def _study(*, trials: int, seed: int, short_history: bool) -> optuna.Study:
+    """A maximising study: seeded TPE, the median pruner, and the default (or short-history) parameters as its first trial."""
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(1, trials // 3)))
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=WARMUP_ROUNDS, interval_steps=PRUNE_EVERY)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, study_name="churn-lightgbm")
+    study.enqueue_trial(SHORT_HISTORY_TRIAL if short_history else DEFAULT_TRIAL)
+    return study
+
+
+@dataclass
+class _Search:
+    """One search's data and the best trial so far (``best``: score, booster, params, tuned; empty before the first trial)."""
+
+    train_set: lgb.Dataset
+    valid_set: lgb.Dataset
+    valid_x: pd.DataFrame
+    valid_y: np.ndarray
+    valid_init: np.ndarray
+    space: Callable[[optuna.Trial], dict[str, Any]]
+    seed: int
+    num_threads: int
+    best: dict[str, Any] = field(default_factory=dict)
+
+    def objective(self, trial: optuna.Trial) -> float:
+        """Fit the trial's parameters with early stopping and pruning; its score is the validation PR-AUC."""
+        params = lgb_params(self.space(trial), seed=self.seed, num_threads=self.num_threads)
+        t0 = time.perf_counter()
+        booster = fit_booster(self.train_set, self.valid_set, params, callbacks=[_pruning_callback(trial)])
+        score = _average_precision(self.valid_y, np.asarray(booster.predict(self.valid_x, raw_score=True), dtype=float) + self.valid_init)
+        trial.set_user_attr("best_iteration", booster.num_trees())
+        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+        if not self.best or score > self.best["score"]:
+            self.best.update(score=score, booster=booster, params=params, tuned=dict(trial.params))
+        return score
 
 
 def _history(study: optuna.Study) -> list[dict[str, Any]]:
