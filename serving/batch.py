@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from features.dataset import location_kind
 from serving.groups import GROUP_RISK_SCORES, GROUP_RISK_TYPES, export_path, score_groups, stamped
 from serving.playbook import PlannedAction
 from serving.schemas import CustomerRisk
@@ -442,6 +443,27 @@ def write_risk_scores(location: str | Path, frame: pd.DataFrame) -> None:
     append_rows(location, RISK_SCORES, _typed(frame), RISK_SCORE_TYPES)
 
 
+def read_rows(location: str | Path, name: str, types: dict[str, str]) -> pd.DataFrame:
+    """Every row of one of our tables in the store (a folder keeps ``<name>.parquet``), as :func:`append_rows` wrote them.
+
+    Args:
+        location: the dataset location (folder, .duckdb file or postgresql:// URL).
+        name: the table (our own constant).
+        types: its columns, for the empty frame when nothing was stored yet.
+
+    Returns:
+        The rows; no rows, with the ``types`` columns, when the table does not exist.
+    """
+    if location_kind(location) == "folder":
+        path = Path(location) / f"{name}.parquet"
+        return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=list(types))
+    con = connect_store(str(location), read_only=True)
+    try:
+        return con.table(name).to_pandas() if name in con.list_tables() else pd.DataFrame(columns=list(types))
+    finally:
+        disconnect(con)
+
+
 def append_rows(location: str | Path, name: str, frame: pd.DataFrame, types: dict[str, str]) -> None:
     """Append rows to a table of the store with the columns ``types`` (created on first use; a folder keeps ``<name>.parquet``).
 
@@ -453,7 +475,6 @@ def append_rows(location: str | Path, name: str, frame: pd.DataFrame, types: dic
     """
     import ibis
 
-    from features.dataset import location_kind
 
     if location_kind(location) == "folder":
         _append_parquet(Path(location) / f"{name}.parquet", frame, types)
@@ -526,7 +547,6 @@ def latest_run(location: str | Path) -> RunStamp | None:
     Returns:
         Its stamp, or None when no run was stored.
     """
-    from features.dataset import location_kind
 
     if location_kind(location) == "folder":
         path = Path(location) / FOLDER_FILE
@@ -565,7 +585,6 @@ def read_run(location: str | Path, stamp: RunStamp | None = None) -> pd.DataFram
     Returns:
         The rows ranked as stored, or None when the store holds no run.
     """
-    from features.dataset import location_kind
 
     stamp = stamp or latest_run(location)
     if stamp is None:
@@ -598,7 +617,6 @@ def run_history(location: str | Path) -> pd.DataFrame:
     Returns:
         Columns scored_at, as_of, model_name, model_version, customers.
     """
-    from features.dataset import location_kind
 
     keys = ["scored_at", "as_of", "model_name", "model_version"]
     if location_kind(location) == "folder":

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.dataset import location_kind
-from serving.batch import RunStamp, append_rows, connect_store, disconnect
+from serving.batch import RunStamp, append_rows, read_rows
 from serving.scoring import Scorer
 
 DRIFT_SCORES = "drift_scores"
@@ -117,15 +116,7 @@ def read_drift(location: str | Path, scored_at: datetime | None = None) -> pd.Da
     Returns:
         The :data:`DRIFT_TYPES` columns (empty when none were stored).
     """
-    if location_kind(location) == "folder":
-        path = Path(location) / f"{DRIFT_SCORES}.parquet"
-        frame = pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=list(DRIFT_TYPES))
-    else:
-        con = connect_store(str(location), read_only=True)
-        try:
-            frame = con.table(DRIFT_SCORES).to_pandas() if DRIFT_SCORES in con.list_tables() else pd.DataFrame(columns=list(DRIFT_TYPES))
-        finally:
-            disconnect(con)
+    frame = read_rows(location, DRIFT_SCORES, DRIFT_TYPES)
     if frame.empty:
         return frame
     when = pd.Timestamp(scored_at) if scored_at is not None else pd.to_datetime(frame["scored_at"]).max()

@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from features.dataset import CRMDataset, location_kind, open_dataset
+from features.dataset import CRMDataset, open_dataset
 from serving.actions import read_actions
-from serving.batch import RunStamp, append_rows, connect_store, disconnect, read_run, run_history
+from serving.batch import RunStamp, append_rows, disconnect, read_rows, read_run, run_history
 from serving.drift import read_drift
 from serving.playbook import load_playbook
 from training.register import tracking
@@ -309,15 +309,7 @@ def latest_reports(location: str | Path) -> list[dict[str, Any]]:
     Returns:
         The reports (empty when ``churn outcomes`` never ran).
     """
-    if location_kind(location) == "folder":
-        path = Path(location) / f"{RUN_OUTCOMES}.parquet"
-        frame = pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=list(OUTCOME_TYPES))
-    else:
-        con = connect_store(str(location), read_only=True)
-        try:
-            frame = con.table(RUN_OUTCOMES).to_pandas() if RUN_OUTCOMES in con.list_tables() else pd.DataFrame(columns=list(OUTCOME_TYPES))
-        finally:
-            disconnect(con)
+    frame = read_rows(location, RUN_OUTCOMES, OUTCOME_TYPES)
     newest = frame.sort_values("computed_at").drop_duplicates("scored_at", keep="last").sort_values("scored_at")
     return [json.loads(text) for text in newest["report_json"]]
 
