@@ -25,6 +25,7 @@ from serving.groups import GROUP_RISK_SCORES, GROUP_RISK_TYPES, export_path, sco
 from serving.playbook import PlannedAction
 from serving.schemas import CustomerRisk
 from serving.scoring import ScoredSnapshot, Scorer, actions_json, reasons_json, with_capacity_bands
+from serving.store import is_lock_error
 
 if TYPE_CHECKING:
     import ibis
@@ -427,8 +428,8 @@ def connect_store(location: str, *, read_only: bool) -> ibis.BaseBackend:
     while True:
         try:
             return connect(location, read_only=read_only)
-        except duckdb.IOException as err:
-            if "lock" not in str(err).lower() or time.monotonic() > deadline:
+        except (duckdb.IOException, duckdb.ConnectionException) as err:
+            if not is_lock_error(err) or time.monotonic() > deadline:
                 raise ScoringError(f"{location} is in use by another process ({err}); try again when it is free") from None
             time.sleep(0.2)
 

@@ -50,8 +50,14 @@ class StoreBusy(TryLater):
 
 
 def is_lock_error(err: BaseException) -> bool:
-    """Whether ``err`` is DuckDB refusing a file another process has open for writing."""
-    return isinstance(err, duckdb.IOException) and "lock" in str(err).lower()
+    """Whether ``err`` is DuckDB refusing a file that is open elsewhere for a while.
+
+    Another process writing holds the file's lock; in this process, a connection opened read-only
+    (a reader's) and one opened for writing (``POST /actions``) cannot be open at once.
+    """
+    if isinstance(err, duckdb.IOException):
+        return "lock" in str(err).lower()
+    return isinstance(err, duckdb.ConnectionException) and "different configuration" in str(err)
 
 
 def retry_while_locked(location: str, attempt: Callable[[], Any], budget: float = BUSY_BUDGET_SECONDS) -> Any:
@@ -73,7 +79,7 @@ def retry_while_locked(location: str, attempt: Callable[[], Any], budget: float 
     while True:
         try:
             return attempt()
-        except duckdb.IOException as err:
+        except (duckdb.IOException, duckdb.ConnectionException) as err:
             waited = time.monotonic() - started
             if not is_lock_error(err):
                 raise
