@@ -43,9 +43,16 @@ def _wait_until(condition, timeout: float, what: str, process: subprocess.Popen[
 
 
 def _port_is_free(port: int) -> bool:
+    """Whether a new server could listen on the port now, as a restarted `churn serve` would.
+
+    SO_REUSEADDR, as every server sets it: the connections the stopped server closed may linger in
+    TIME_WAIT for a minute, and they do not keep a new server from listening; a listener still open does.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
+            s.listen()
         except OSError:
             return False
     return True
