@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from serving.schemas import Reason
+from training.reference import on_risky_side
 
 MIN_IMPACT = 1e-6
 
@@ -261,6 +262,11 @@ def _plain(value: Any) -> float | str | None:
     return str(value)
 
 
+def _number(value: Any) -> float | None:
+    plain = _plain(value)
+    return plain if isinstance(plain, float) else None
+
+
 def top_indices(contrib: np.ndarray, n: int, min_impact: float = MIN_IMPACT) -> list[list[int]]:
     """For each row, the columns of its ``n`` largest positive contributions, largest first.
 
@@ -294,8 +300,13 @@ def explain_row(
     descriptions: Mapping[str, str] | None = None,
     driver_of: Callable[[str, str | None], str] | None = None,
     min_impact: float = MIN_IMPACT,
+    reference: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[Reason]:
     """The top reasons of one customer.
+
+    A feature is a reason when its contribution raises the risk and, where the model knows which side
+    of the typical value goes with churn (``reference``), the customer's value lies on that side: no
+    "a less than 1% chance of no order" as the reason of a high risk.
 
     Args:
         contrib: the customer's contributions, shape [features], aligned with ``feature_names``.
@@ -306,13 +317,17 @@ def explain_row(
         descriptions: feature name to description (the registry).
         driver_of: the playbook driver of a feature and its group (None: "general").
         min_impact: contributions at or below this are not reasons.
+        reference: the model's typical value and risky side per feature (see
+            :func:`training.reference.risk_reference`); None cites every raising feature.
 
     Returns:
         Up to ``n`` reasons, largest positive contribution first.
     """
     groups = groups or {}
     descriptions = descriptions or {}
-    cols = top_indices(np.asarray(contrib, dtype=float)[None, :], n, min_impact)[0]
+    reference = reference or {}
+    ranked = top_indices(np.asarray(contrib, dtype=float)[None, :], len(feature_names), min_impact)[0]
+    cols = [j for j in ranked if on_risky_side(_number(row.get(feature_names[j])), reference.get(feature_names[j]))][:n]
     reasons = []
     for j in cols:
         name = feature_names[j]

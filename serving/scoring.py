@@ -353,8 +353,12 @@ class Scorer:
             One list of reasons per row, strongest first.
         """
         names = self.model.feature_names
+        reference = self.model.metadata.get("reference")
         return [
-            explain_row(contrib[r], names, row, n=self.n_reasons, groups=self.groups, descriptions=self.descriptions, driver_of=self.playbook.driver_of)
+            explain_row(
+                contrib[r], names, row, n=self.n_reasons, groups=self.groups, descriptions=self.descriptions,
+                driver_of=self.playbook.driver_of, reference=reference,
+            )
             for r, row in enumerate(rows)
         ]
 

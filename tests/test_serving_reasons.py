@@ -12,6 +12,8 @@ from serving_fixtures import TrainedStore, trained_store
 from serving.playbook import load_playbook
 from serving.reasons import TEMPLATES, explain_row, registry_maps, sentence, top_indices
 from serving.scoring import ScoredSnapshot, Scorer, capacity_thresholds, choose_explained, encode_records, risk_bands, with_capacity_bands
+from training.dataset import LABEL
+from training.reference import on_risky_side, risk_reference
 
 
 def test_recency_reads_against_the_customer_rhythm() -> None:
@@ -57,6 +59,44 @@ def test_top_indices_keep_only_risk_raising_contributions() -> None:
     assert [(r.feature, r.impact, r.value) for r in reasons] == [("c", 0.5, "x")]
 
 
+def test_a_raising_feature_on_the_safe_side_of_the_typical_value_is_not_a_reason() -> None:
+    names = ["btyd_p_no_order_30d", "last_gap_ratio", "complaints_90d"]
+    row = {"btyd_p_no_order_30d": 0.004, "last_gap_ratio": 4.5, "complaints_90d": 0.0}
+    contrib = np.array([0.9, 0.4, 0.2])
+    reference = {
+        "btyd_p_no_order_30d": {"median": 0.2, "risk_side": 1.0},
+        "last_gap_ratio": {"median": 1.0, "risk_side": 1.0},
+        "complaints_90d": {"median": 0.0, "risk_side": 1.0},
+    }
+    cited = explain_row(contrib, names, row, n=3, reference=reference)
+    assert [r.feature for r in cited] == ["last_gap_ratio"]
+    assert [r.feature for r in explain_row(contrib, names, row, n=3)] == names, "without a reference every raising feature is cited"
+    no_side = {**reference, "btyd_p_no_order_30d": {"median": 0.2, "risk_side": 0.0}}
+    assert [r.feature for r in explain_row(contrib, names, {**row, "btyd_p_no_order_30d": None}, n=3, reference=reference)][0] == "btyd_p_no_order_30d"
+    assert [r.feature for r in explain_row(contrib, names, row, n=3, reference=no_side)] == ["btyd_p_no_order_30d", "last_gap_ratio"]
+
+
+def test_the_reference_learns_the_typical_value_and_the_side_that_goes_with_churn() -> None:
+    rng = np.random.default_rng(7)
+    silence = rng.exponential(30, 4000)
+    rows = pd.DataFrame(
+        {
+            "days_since_last_order": silence,
+            "orders_365d": rng.poisson(8, 4000),
+            "noise": rng.normal(size=4000),
+            "segment": ["a"] * 4000,
+            LABEL: (silence + rng.normal(0, 10, 4000) > 40).astype(int),
+        }
+    )
+    rows.loc[rows[LABEL] == 1, "orders_365d"] //= 3
+    ref = risk_reference(rows, ["days_since_last_order", "orders_365d", "noise", "segment"], {"segment": ["a"]})
+    assert ref["days_since_last_order"]["risk_side"] == 1.0
+    assert ref["orders_365d"]["risk_side"] == -1.0
+    assert ref["noise"]["risk_side"] == 0.0
+    assert "segment" not in ref
+    assert ref["days_since_last_order"]["median"] == pytest.approx(float(np.median(silence)))
+
+
 def test_auto_explains_the_at_risk_customers_largest_value_first() -> None:
     bands = ["low", "high", "medium", "high", "low"]
     values = [900.0, 10.0, 50.0, None, 5.0]
@@ -64,6 +104,10 @@ def test_auto_explains_the_at_risk_customers_largest_value_first() -> None:
     assert choose_explained(bands, values, "auto", budget=1) == [False, False, True, False, False]
     assert choose_explained(bands, values, "all") == [True] * 5
     assert choose_explained(bands, values, "none") == [False] * 5
+
+
+def _value(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) else None
 
 
 @pytest.fixture(scope="module")
@@ -114,14 +158,17 @@ def test_top_reason_is_the_largest_positive_contribution(scored: tuple[Scorer, S
     answers = snap.answers(scorer, high, [True] * len(high))
     own, _ = scorer.model.contributions(snap.frame.iloc[high])
     names = scorer.model.feature_names
-    for answer, contrib in zip(answers, own, strict=True):
+    reference = scorer.model.metadata["reference"]
+    for answer, contrib, (_, row) in zip(answers, own, snap.frame.iloc[high].iterrows(), strict=True):
         assert answer.explained
-        if contrib.max() <= 0:
+        citable = [j for j in range(len(names)) if contrib[j] > 0 and on_risky_side(_value(row[names[j]]), reference.get(names[j]))]
+        if not citable:
             assert answer.reasons == []
             continue
         top = answer.reasons[0]
-        assert top.feature == names[int(np.argmax(contrib))]
-        assert top.impact == pytest.approx(contrib.max(), abs=1e-6)
+        best = max(citable, key=lambda j: contrib[j])
+        assert top.feature == names[best]
+        assert top.impact == pytest.approx(contrib[best], abs=1e-6)
         assert [r.impact for r in answer.reasons] == sorted((r.impact for r in answer.reasons), reverse=True)
         assert all(r.impact > 0 and r.sentence for r in answer.reasons)
         if answer.risk_band != "low":

@@ -40,6 +40,7 @@ from training.candidates import BASELINES, Context, Recipe, Selection, build_mod
 from training.dataset import LABEL, SplitConfig, TimeSplit, matured, split_for_training
 from training.model import ChurnModel, PlattCalibrator, category_lists
 from training.partial import GroupRiskResult, fit_group_risk
+from training.reference import risk_reference
 from training.tracking import Logged, log_group_risk, log_training_run
 
 if TYPE_CHECKING:
@@ -467,11 +468,17 @@ def _test_and_refit(
     """
     known = parts.before_test()
     valid_y, test_y = (p[LABEL].to_numpy(dtype=int) for p in (parts.valid, parts.test))
-    tested_meta = {**meta, **_period("train", known), "role": "tested"}
+    tested_meta = {**meta, **_period("train", known), "role": "tested", "reference": risk_reference(known, ctx.feature_names, ctx.categories)}
     tested = build_model(recipe, fit_recipe(recipe, known, ctx), ctx, PlattCalibrator.fit(valid_margin, valid_y), tested_meta)
     test_margin = tested.raw_score(parts.test)
     everything = parts.everything()
-    served_meta = {**meta, **_period("train", everything), "tested_train_last": tested_meta["train_last"], "role": "served"}
+    served_meta = {
+        **meta,
+        **_period("train", everything),
+        "tested_train_last": tested_meta["train_last"],
+        "role": "served",
+        "reference": risk_reference(everything, ctx.feature_names, ctx.categories),
+    }
     served = build_model(recipe, fit_recipe(recipe, everything, ctx), ctx, PlattCalibrator.fit(test_margin, test_y), served_meta)
     return tested, served, tested.calibrator(test_margin)
 
