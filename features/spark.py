@@ -97,7 +97,7 @@ def read_tables(con: ibis.BaseBackend, location: str, names: list[str]) -> dict[
 
     Args:
         con: the Ibis Spark connection.
-        location: a folder of Parquet files, or the name of a database in the session's catalog.
+        location: a folder of Parquet files (a local path or a URL Spark reads, ``hdfs://...``), or the name of a database in the session's catalog.
         names: the contract table names to look for.
 
     Returns:
@@ -112,6 +112,14 @@ def read_tables(con: ibis.BaseBackend, location: str, names: list[str]) -> dict[
         if csv:
             raise DataError(f"the Spark engine reads Parquet: {folder} has {', '.join(csv)}; convert with `churn validate --data {folder} --copy-to FOLDER_OF_PARQUET`")
         return {n: con.read_parquet(str(folder / f"{n}.parquet"), table_name=f"raw_{n}") for n in names if (folder / f"{n}.parquet").exists()}
+    if "://" in location:  # a folder Spark reaches (hdfs://, s3a://, abfss://): a table whose file is not there is absent
+        found = {}
+        for n in names:
+            try:
+                found[n] = con.read_parquet(f"{location.rstrip('/')}/{n}.parquet", table_name=f"raw_{n}")
+            except Exception:  # noqa: BLE001 - Spark's "path does not exist": an optional table not exported
+                continue
+        return found
     try:
         present = set(con.list_tables(database=location))
     except Exception:  # noqa: BLE001 - an unknown database is a user's mistake
