@@ -31,6 +31,7 @@ AS_OF = date(2025, 7, 1)
 def spark_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The 400-customer sample as a folder of Parquet files, with the one SparkSession of the run started."""
     os.environ.setdefault("CHURN_SPARK_MASTER", "local[2]")
+    os.environ.setdefault("CHURN_SPARK_CONF", "spark.sql.shuffle.partitions=2")  # small data: fewer tasks per stage
     from features.spark import spark_session
 
     folder = tmp_path_factory.mktemp("spark") / "crm"
