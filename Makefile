@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 # LightGBM's OpenMP threads otherwise spin while waiting: ~10x slower on a busy 2-core machine
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: demo test lint bench install lock browser
+.PHONY: demo test lint bench install lock browser spark
 
 install: $(STAMP)
 
@@ -22,6 +22,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(UV) pip sync --quiet -p $(VENV)/bin/python requirements.lock
 	$(UV) pip install --quiet -p $(VENV)/bin/python --no-deps -e .
 	touch $(STAMP)
+
+# The Spark extra (pyspark, locked in requirements-spark.lock) for `--engine spark`; Java 17 must be installed.
+SPARK_STAMP := $(VENV)/.spark-installed
+spark: $(SPARK_STAMP)
+
+$(SPARK_STAMP): $(STAMP) requirements-spark.lock
+	$(UV) pip install --quiet -p $(VENV)/bin/python -r requirements-spark.lock
+	touch $(SPARK_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/churn demo
@@ -34,7 +42,7 @@ browser:
 	  else echo "chromium is missing: run 'sudo apt-get install chromium fonts-wqy-zenhei' (browser tests will fail without it)"; fi; }
 
 # Lint first (ruff and mypy, configured in pyproject.toml), then the tests.
-test: $(STAMP) browser lint
+test: $(STAMP) $(SPARK_STAMP) browser lint
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)
@@ -51,3 +59,4 @@ bench: $(STAMP)
 # Re-resolve the lock after changing pyproject.toml's dependencies.
 lock: $(STAMP)
 	$(UV) pip compile pyproject.toml --extra dev --extra bench -p 3.11 -o requirements.lock --no-header
+	$(UV) pip compile pyproject.toml --extra dev --extra bench --extra spark -c requirements.lock -p 3.11 -o requirements-spark.lock --no-header

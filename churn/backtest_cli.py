@@ -35,12 +35,13 @@ def backtest_command(
     scores_file: Annotated[Path | None, typer.Option("--scores", help="Also write every customer's scores and outcome to this .csv file.")] = None,
     ablate: Annotated[list[str] | None, typer.Option("--ablate", help="Also train without these features or feature groups, comma-separated (repeatable: one variant each).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
+    engine: Annotated[str | None, typer.Option("--engine", help="auto or spark (--data a folder of Parquet files) [env CHURN_ENGINE].")] = None,
 ) -> None:
     """Train as of each date (nothing on or after it is read), score, and measure against what happened.
 
     Example: churn backtest --data data/retail.duckdb --from 2011-04-01 --to 2011-09-01 --every 1M --out backtest.csv
     """
-    settings = load_settings(data=data, horizon_days=horizon, seed=seed)
+    settings = load_settings(data=data, horizon_days=horizon, seed=seed, engine=engine)
     config = BacktestConfig(
         start=start.date(), end=end.date(), every=every, horizon_days=settings.horizon_days, active_days=settings.active_days,
         trials=trials, seed=settings.seed, ablate=tuple(ablate or ()), stage_rule=settings.stage_rule(), risk_high=settings.risk_high,
@@ -50,9 +51,9 @@ def backtest_command(
             raise DataError(f"{flag} must end in .csv, not {path.name}")
 
     def open_at(t: date):
-        return open_dataset(settings.data, on_error=on_error, cut_at=t, dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share)  # type: ignore[arg-type]
+        return open_dataset(settings.data, on_error=on_error, cut_at=t, dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share, engine=settings.engine)  # type: ignore[arg-type]
 
-    outcomes = open_dataset(settings.data, on_error=on_error, dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share)  # type: ignore[arg-type]
+    outcomes = open_dataset(settings.data, on_error=on_error, dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share, engine=settings.engine)  # type: ignore[arg-type]
     try:
         with _err.status("backtest") as status:
             result = run_backtest(open_at, outcomes, config, progress=lambda msg: status.update(f"backtest: {msg}"))

@@ -56,6 +56,10 @@ DataOpt = Annotated[
     str | None,
     typer.Option("--data", "-d", help="CRM dataset: folder of CSV/Parquet, .duckdb file or postgresql:// URL [env CHURN_DATA; default data/crm.duckdb]."),
 ]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option("--engine", help="auto (DuckDB, or PostgreSQL for its URL) or spark: --data is then a folder of Parquet files or a Spark catalog database [env CHURN_ENGINE; default auto]."),
+]
 DayFirstOpt = Annotated[
     bool | None,
     typer.Option("--dayfirst/--monthfirst", help="Text dates like 03/04/2024 are day (or month) first [env CHURN_DAYFIRST; default: as each column's rows tell]."),
@@ -209,6 +213,7 @@ def features(
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
     dayfirst: DayFirstOpt = None,
     encoding: EncodingOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Build the point-in-time customer snapshot (or the labelled training set) and write it to a file.
 
@@ -218,11 +223,11 @@ def features(
     from features.registry import FEATURES
     from features.snapshot import build_snapshot, build_training_set
 
-    settings = _settings(data=data, horizon_days=horizon, dayfirst=dayfirst, encoding=encoding)
+    settings = _settings(data=data, horizon_days=horizon, dayfirst=dayfirst, encoding=encoding, engine=engine)
     if out_file is not None and out_file.suffix not in (".parquet", ".csv"):
         raise DataError(f"--out must end in .parquet or .csv, not {out_file.name}")
     # rows on or after --as-of are neither read nor validated: the engine's query leaves them out
-    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of), dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share)  # type: ignore[arg-type]
+    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of), dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share, engine=settings.engine)  # type: ignore[arg-type]
     started = time.perf_counter()
     if training_set:
         with _progress("snapshots") as bar:
@@ -268,6 +273,7 @@ def train(
     on_error: Annotated[str, typer.Option("--on-error", help="fail or quarantine bad input rows.")] = "fail",
     dayfirst: DayFirstOpt = None,
     encoding: EncodingOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Train, evaluate against baselines on a later period, calibrate, track and register a model.
 
@@ -276,9 +282,9 @@ def train(
     from features.dataset import open_dataset
     from training.train import train as run_training
 
-    settings = _settings(data=data, horizon_days=horizon, seed=seed, dayfirst=dayfirst, encoding=encoding)
+    settings = _settings(data=data, horizon_days=horizon, seed=seed, dayfirst=dayfirst, encoding=encoding, engine=engine)
     # rows on or after --as-of are neither read nor validated: the engine's query leaves them out
-    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of), dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share)  # type: ignore[arg-type]
+    ds = open_dataset(settings.data, on_error=on_error, cut_at=_as_date(as_of), dayfirst=settings.dayfirst, encoding=settings.encoding, max_quarantined_share=settings.max_quarantined_share, engine=settings.engine)  # type: ignore[arg-type]
     try:
         with console.status("training") as status:
             result = run_training(
@@ -348,6 +354,7 @@ def score(
         float | None,
         typer.Option(help="Share of each risk band held out as control (no action this cycle), seeded; 0 = none [env CHURN_HOLDOUT; default 0]."),
     ] = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Score every active customer with the champion model and store the risk list (history kept).
 
@@ -355,7 +362,7 @@ def score(
     """
     from serving.batch import score_all
 
-    settings = _settings(data=data, holdout=holdout)
+    settings = _settings(data=data, holdout=holdout, engine=engine)
     started = time.perf_counter()
     frame = score_all(settings, as_of=_as_date(as_of), out=out_file)
     _print_risk_list(frame, f"{len(frame):,} customers scored in {time.perf_counter() - started:.1f} s")

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from features.dataset import dataset_name
+from features.dataset import Engine, dataset_name
 from features.stage import StageRule
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     data: str = Field(
         default=str(PROJECT_ROOT / "data" / "crm.duckdb"),
         description="CRM dataset: a folder of CSV/Parquet files, a .duckdb file, or a postgresql:// URL.",
+    )
+    engine: Engine = Field(
+        default="auto",
+        description="Which engine computes the features: auto (the store's own: DuckDB, PostgreSQL) or spark (a folder of Parquet files or a catalog database, through a SparkSession; see CHURN_SPARK_MASTER).",
     )
     dayfirst: bool | None = Field(
         default=None,

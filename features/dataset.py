@@ -39,7 +39,9 @@ from features.dates import read_dates
 from features.errors import DataError as DataError  # re-exported: the error every reader of CRM data raises
 
 OnError = Literal["fail", "quarantine"]
-LocationKind = Literal["folder", "duckdb", "postgres"]
+LocationKind = Literal["folder", "duckdb", "postgres", "spark"]
+Engine = Literal["auto", "spark"]
+"""Which engine runs the features: ``auto`` (the store's own: DuckDB for a folder or file, PostgreSQL for its URL) or ``spark``."""
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -185,7 +187,7 @@ class CRMDataset:
         location: where the data lives, as given.
         con: the Ibis backend the features run on.
         tables: the contract tables present, as Ibis expressions with contract types.
-        kind: "folder", "duckdb" or "postgres".
+        kind: "folder", "duckdb", "postgres" or "spark" (Parquet files or catalog tables read through a SparkSession).
         report: what validation found, when the tables were validated.
         as_of: the date the tables were cut at (see :meth:`cut`), if any.
     """
@@ -471,6 +473,7 @@ def open_dataset(
     dayfirst: bool | None = None,
     encoding: str | None = None,
     max_quarantined_share: float = MAX_QUARANTINED_SHARE,
+    engine: Engine = "auto",
 ) -> CRMDataset:
     """Open a CRM dataset for feature computation.
 
@@ -487,10 +490,13 @@ def open_dataset(
         dayfirst: how to read text dates like 03/04/2024 (None: as each column's rows tell).
         encoding: the text encoding of a folder's CSV files (None: UTF-8).
         max_quarantined_share: with quarantine, more bad rows than this share of a table stop it.
+        engine: "spark" reads the tables through a SparkSession (see :func:`open_spark_dataset`; no row validation).
 
     Returns:
         The opened dataset.
     """
+    if engine == "spark":
+        return open_spark_dataset(location, cut_at=cut_at)
     kind = location_kind(location)
     con = connect(location, read_only=(kind == "duckdb"))
     raw = _read_raw_tables(location, con, encoding)
@@ -519,6 +525,42 @@ def open_dataset(
             }
     tables = {name: _normalise(t, name) for name, t in raw.items()}
     dataset = CRMDataset(str(location), con, tables, kind, report)
+    return dataset.cut(cut_at) if cut_at is not None else dataset
+
+
+def open_spark_dataset(location: str | Path, *, cut_at: date | None = None) -> CRMDataset:
+    """Open a CRM dataset on Spark: a folder of Parquet files, or a database of the session's catalog.
+
+    The tables stay in Spark (nothing is pulled to this process); they are normalised to the
+    contract's types like every other store. Rows are not validated one by one here, as that
+    would bring every row to the driver: run ``churn validate`` on the export once, and the
+    columns each table must have are checked.
+
+    Args:
+        location: the folder or the catalog database name.
+        cut_at: read only what was known on this day (see :func:`open_dataset`).
+
+    Returns:
+        The opened dataset, of kind "spark".
+
+    Raises:
+        DataError: pyspark missing, no orders table, or a table without a required column.
+    """
+    from features.spark import connect_spark, read_tables
+
+    con = connect_spark()
+    raw = read_tables(con, str(location), list(TABLES))
+    _check_required(raw, str(location))
+    for name, table in raw.items():
+        missing = [c for c in TABLES[name].required if c not in table.columns]
+        if missing:
+            raise DataError(f"table {name} at {location} is missing required column {', '.join(missing)} (rename or add it)")
+    if cut_at is not None:
+        stored_orders = raw["orders"]
+        raw = {name: _known_before(table, name, cut_at, "spark") for name, table in raw.items()}
+        if "order_lines" in raw:
+            raw["order_lines"] = _lines_known_before(raw["order_lines"], stored_orders, cut_at, "spark")
+    dataset = CRMDataset(str(location), con, {name: _normalise(t, name) for name, t in raw.items()}, "spark")
     return dataset.cut(cut_at) if cut_at is not None else dataset
 
 

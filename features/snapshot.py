@@ -222,9 +222,13 @@ def shared_history(data: CRMDataset, earliest: date | None = None) -> Iterator[S
         (each query then computes its own).
     """
     prefix = f"churn_shared_{uuid.uuid4().hex[:12]}"
-    created: list[str] = []
+    created: list[str | ir.CachedTable] = []
 
     def keep(name: str, expr: ir.Table) -> ir.Table:
+        if data.kind == "spark":  # Spark has no temporary tables: a cached view (released by _drop) does the same
+            table = expr.cache()
+            created.append(table)
+            return table
         table = data.con.create_table(f"{prefix}_{name}", expr, temp=True)
         created.append(f"{prefix}_{name}")
         return table
@@ -249,9 +253,12 @@ def shared_history(data: CRMDataset, earliest: date | None = None) -> Iterator[S
         _drop(data, created)
 
 
-def _drop(data: CRMDataset, names: list[str]) -> None:
+def _drop(data: CRMDataset, names: list[str | ir.CachedTable]) -> None:
     for name in names:
-        data.con.drop_table(name, force=True)
+        if isinstance(name, ir.CachedTable):
+            name.release()
+        else:
+            data.con.drop_table(name, force=True)
 
 
 def build_training_set(

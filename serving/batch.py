@@ -167,7 +167,7 @@ def score_all(
     if as_of is not None and as_of > (end := data_end_date(settings.data, dayfirst=settings.dayfirst, encoding=settings.encoding)):
         raise DataError(f"as-of date {as_of} is after the end of the data ({end}): nothing is known about it yet")
     group_model = load_group_model(settings.tracking_uri, loaded.run_id)
-    data = open_dataset(settings.data, validate=False, cut_at=as_of, dayfirst=settings.dayfirst, encoding=settings.encoding)
+    data = open_dataset(settings.data, validate=False, cut_at=as_of, dayfirst=settings.dayfirst, encoding=settings.encoding, engine=settings.engine)
     try:
         day = as_of or data.end_date()
         say(f"building the snapshot as of {day}")
