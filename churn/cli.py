@@ -517,8 +517,11 @@ def demo(
     ds.close()
     risk_file = data_path.parent / "risk_list.csv"
     frame = score_all(settings, out=risk_file)
-    keep, quiet = frame[frame["stage"] == "retain"], frame[frame["stage"] == "win_back"]
-    _print_risk_list(keep, f"3. risk list: {len(frame):,} active customers scored; at risk, still buying ({len(keep):,}): top 10 by value at risk")
+    keep = frame[(frame["stage"] == "retain") & (frame["risk_band"] != "low")]
+    quiet = frame[frame["stage"] == "win_back"]
+    _print_risk_list(
+        keep, f"3. risk list: {len(frame):,} active customers scored; at risk (high or medium band), still buying ({len(keep):,}): top 10 by value at risk"
+    )
     _print_risk_list(quiet, f"   win back, gone quiet ({len(quiet):,}): top 5 by value worth recovering", rows=5)
     out.print(
         f"\nDone in {time.perf_counter() - started:.0f} s.\n"
