@@ -215,8 +215,9 @@ def features(
     Example: churn features --data data/crm.duckdb --as-of 2025-07-01 --out snapshot.parquet
     """
     from features.dataset import DataError, open_dataset
+    from features.labels import build_training_set
     from features.registry import FEATURES
-    from features.snapshot import build_snapshot, build_training_set
+    from features.snapshot import build_snapshot
 
     settings = _settings(data=data, horizon_days=horizon, dayfirst=dayfirst, encoding=encoding)
     if out_file is not None and out_file.suffix not in (".parquet", ".csv"):
