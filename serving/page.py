@@ -49,9 +49,9 @@ from features.orders import active_customers, revenue_365d
 from features.registry import PointInTime, attach
 from features.tiers import abc_class
 from serving.middleware import key_matches
+from serving.outcomes import latest_reports
 from serving.runtime import NotReady
 from serving.store import TryLater, opened_store
-from training.outcomes import latest_reports
 
 STATIC_DIR = Path(__file__).resolve().parent / "page" / "static"
 TIERS = ("A", "B", "C")
