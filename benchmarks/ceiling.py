@@ -20,8 +20,8 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.dataset import open_dataset
+from features.labels import build_training_set
 from features.registry import model_features
-from features.snapshot import build_training_set
 from training.backtest import backtest_features
 from training.candidates import Context, fit_part
 from training.model import ChurnModel, category_lists

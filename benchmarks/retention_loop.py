@@ -26,7 +26,8 @@ from features.dataset import open_dataset, write_dataset
 from features.sample_data import generate_sample
 from features.sample_program import RetentionProgram, generate_with_program
 from serving.actions import ActionDone, record_action
-from serving.batch import read_run, score_all
+from serving.batch import score_all
+from serving.tables import read_run
 from training.train import train
 
 AS_OF = datetime.date(2025, 9, 1)

@@ -17,17 +17,38 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
 
-import pandas as pd
-import typer
-from rich.table import Table
-
-from churn.output import RedactingConsole, redact_everything
-
+# Set before the libraries below load: they read these once (OpenMP when LightGBM loads, MLflow and
+# BentoML when they start). The CLI is the entry point, so this is where they are set.
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # LightGBM threads must not spin on a busy machine
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+import pandas as pd
+import typer
+from pydantic import ValidationError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from churn.backtest_cli import backtest_command
+from churn.importer_cli import import_command
+from churn.output import RedactingConsole, redact_everything
+from churn.settings import load_settings
+from features.dataset import DataError, default_quarantine_dir, open_dataset, read_raw_frames, validate_frames, write_dataset
+from features.labels import build_training_set
+from features.registry import FEATURES
+from features.sample_data import iter_sample_chunks
+from features.snapshot import build_snapshot
+from serving.batch import score_all
+from serving.outcomes import outcomes as run_outcomes
+from serving.playbook import PlaybookError
+from serving.runtime import StartupError
+from serving.server import serve as run_server
+from serving.tables import ScoringError
+from training.tracking import candidates_table
+from training.train import train as run_training
+
 # library deprecation chatter is for us, not for the retention team
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*future.infer_string.*")
@@ -79,13 +100,6 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from pydantic import ValidationError
-
-        from features.dataset import DataError
-        from serving.batch import ScoringError
-        from serving.playbook import PlaybookError
-        from serving.runtime import StartupError
-
         try:
             return fn(*args, **kwargs)
         except (DataError, ScoringError, PlaybookError, StartupError) as err:
@@ -113,14 +127,10 @@ def _as_date(value: datetime | None) -> date | None:
 
 
 def _settings(**overrides: Any):
-    from churn.settings import load_settings
-
     return load_settings(**overrides)
 
 
 def _progress(description: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False)
 
 
@@ -139,8 +149,6 @@ def generate(
 
     Example: churn generate --customers 5000 --years 3 --seed 42 --out data/crm.duckdb
     """
-    from features.dataset import DataError, write_dataset
-    from features.sample_data import iter_sample_chunks
 
     if file_format not in ("parquet", "csv"):
         raise DataError(f"--format must be parquet or csv, not {file_format!r}")
@@ -175,7 +183,6 @@ def validate(
 
     Example: churn validate --data exports/ --on-error quarantine --copy-to data/crm.duckdb
     """
-    from features.dataset import DataError, default_quarantine_dir, read_raw_frames, validate_frames, write_dataset
 
     if on_error not in ("fail", "quarantine"):
         raise DataError(f"--on-error must be fail or quarantine, not {on_error!r}")
@@ -219,9 +226,6 @@ def features(
 
     Example: churn features --data data/crm.duckdb --as-of 2025-07-01 --out snapshot.parquet
     """
-    from features.dataset import DataError, open_dataset
-    from features.registry import FEATURES
-    from features.snapshot import build_snapshot, build_training_set
 
     settings = _settings(data=data, horizon_days=horizon, dayfirst=dayfirst, encoding=encoding, engine=engine)
     if out_file is not None and out_file.suffix not in (".parquet", ".csv"):
@@ -279,8 +283,6 @@ def train(
 
     Example: churn train --data data/crm.duckdb --trials 20 --as-of 2025-10-01
     """
-    from features.dataset import open_dataset
-    from training.train import train as run_training
 
     settings = _settings(data=data, horizon_days=horizon, seed=seed, dayfirst=dayfirst, encoding=encoding, engine=engine)
     # rows on or after --as-of are neither read nor validated: the engine's query leaves them out
@@ -306,8 +308,6 @@ def train(
 
 
 def _print_training(result: Any, settings: Any) -> None:
-    from training.tracking import candidates_table
-
     fitted = result.fitted
     candidates = Table(title="candidates on the validation period (the best one is served, a baseline too)")
     for col in ("candidate", "ROC-AUC", "PR-AUC", "score", ""):
@@ -360,7 +360,6 @@ def score(
 
     Example: churn score --data data/crm.duckdb --holdout 0.1 --out risk_list.csv
     """
-    from serving.batch import score_all
 
     settings = _settings(data=data, holdout=holdout, engine=engine)
     started = time.perf_counter()
@@ -375,7 +374,6 @@ def outcomes(data: DataOpt = None) -> None:
 
     Example: churn outcomes --data data/crm.duckdb
     """
-    from training.outcomes import outcomes as run_outcomes
 
     settings = _settings(data=data)
     reports = run_outcomes(settings)
@@ -465,7 +463,6 @@ def serve(
 
     Example: CHURN_API_KEY=secret churn serve --data data/crm.duckdb --port 3000
     """
-    from serving.server import serve as run_server
 
     settings = _settings(data=data)
     raise typer.Exit(run_server(settings, port=port, host=host, workers=workers, poll_seconds=settings.model_poll_seconds))
@@ -484,10 +481,6 @@ def demo(
 
     Example: churn demo
     """
-    from features.dataset import open_dataset, write_dataset
-    from features.sample_data import iter_sample_chunks
-    from serving.batch import score_all
-    from training.train import train as run_training
 
     settings = _settings()
     data_path = Path(settings.data)
@@ -534,15 +527,8 @@ def demo(
     )
 
 
-def _register_commands() -> None:
-    from churn.backtest_cli import backtest_command
-    from churn.importer_cli import import_command
-
-    app.command("import")(_user_errors(import_command))
-    app.command("backtest")(_user_errors(backtest_command))
-
-
-_register_commands()
+app.command("import")(_user_errors(import_command))
+app.command("backtest")(_user_errors(backtest_command))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -15,11 +15,10 @@ customer are joined onto the frame.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 import ibis.expr.types as ir
 import pandas as pd
@@ -33,9 +32,6 @@ from features.orders import order_features, order_gaps
 from features.receivables import receivable_features
 from features.registry import BTYD, BTYD_HORIZON_DAYS, BTYD_NO_ORDER_HORIZONS, DESCRIPTIVE, FEATURES, PointInTime, model_features
 from features.tiers import tier_features
-
-if TYPE_CHECKING:
-    from features.labels import Freq
 
 
 def as_date(value: date | datetime | str | pd.Timestamp) -> date:
@@ -261,31 +257,3 @@ def _drop(data: CRMDataset, names: list[str | ir.CachedTable]) -> None:
             data.con.drop_table(name, force=True)
 
 
-def build_training_set(
-    data: CRMDataset,
-    horizon_days: int = 90,
-    as_of: date | None = None,
-    active_days: int = 365,
-    freq: Freq = "auto",
-    min_snapshots: int = 12,
-    progress: Callable[[int, int, date], None] | None = None,
-    dates: Sequence[date] | None = None,
-) -> pd.DataFrame:
-    """Stacked labelled snapshots; see :func:`features.labels.build_training_set` (this delegates to it).
-
-    Args:
-        data: the CRM dataset.
-        horizon_days: H; churned = no order in [T, T + H).
-        as_of: cut the data here first; every label matures before it. Default: the end of the data.
-        active_days: the activity window defining the population.
-        freq: "auto", "monthly", "biweekly" or "weekly".
-        min_snapshots: with "auto", go finer than monthly when monthly gives fewer snapshots.
-        progress: called with (i, n, T) after each snapshot.
-        dates: explicit as-of dates instead of ``freq``.
-
-    Returns:
-        The training set, with ``as_of`` and ``churned``.
-    """
-    from features.labels import build_training_set as build
-
-    return build(data, horizon_days, as_of, active_days, freq, min_snapshots, progress, dates)

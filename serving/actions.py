@@ -19,8 +19,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features.dataset import location_kind, open_dataset
-from serving.batch import append_rows, connect_store, disconnect
 from serving.schemas import CustomerId
+from serving.tables import append_rows, connect_store, disconnect
 
 RETENTION_ACTIONS = "retention_actions"
 Outcome = Literal["reached", "not_reached", "promised_order", "declined"]

@@ -9,10 +9,9 @@ the list (the at-risk customers with the largest value at risk), where the reten
 
 from __future__ import annotations
 
-import os
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,21 +19,19 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from features.dataset import location_kind
+from features.dataset import DataError, data_end_date, open_dataset
+from features.snapshot import build_snapshot
+from serving.drift import SCORE, drift_frame, write_drift
 from serving.groups import GROUP_RISK_SCORES, GROUP_RISK_TYPES, export_path, score_groups, stamped
-from serving.playbook import PlannedAction
+from serving.playbook import PlannedAction, load_playbook, registry_groups
 from serving.schemas import CustomerRisk
 from serving.scoring import ScoredSnapshot, Scorer, actions_json, reasons_json, with_capacity_bands
-from serving.store import is_lock_error
+from serving.tables import RISK_SCORES, RunStamp, ScoringError, append_rows, disconnect
+from training.register import load_group_model, load_model
 
 if TYPE_CHECKING:
-    import ibis
-
     from churn.settings import Settings
 
-RISK_SCORES = "risk_scores"
-FOLDER_FILE = "risk_scores.parquet"
-LOCK_WAIT_S = 30.0
 EXPLAIN_TOP = 1000
 """At-risk customers at the top of a batch run that get exact reasons (the rest get their class's actions)."""
 
@@ -101,27 +98,6 @@ EXPORT_COLUMNS = (
 Progress = Callable[[str], None]
 
 
-class ScoringError(RuntimeError):
-    """A batch run that cannot go on; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class RunStamp:
-    """Which batch run a set of risk scores came from.
-
-    Attributes:
-        scored_at: when the run scored (UTC, naive).
-        as_of: the as-of date of its features.
-        model_name: registered model name.
-        model_version: registered model version.
-    """
-
-    scored_at: datetime
-    as_of: date
-    model_name: str
-    model_version: str
-
-
 def score_all(
     settings: Settings,
     as_of: date | None = None,
@@ -147,10 +123,6 @@ def score_all(
         ScoringError: no champion model, or no active customer at ``as_of``.
         features.dataset.DataError: the data cannot be read.
     """
-    from features.dataset import DataError, data_end_date, open_dataset
-    from features.snapshot import build_snapshot
-    from serving.playbook import load_playbook, registry_groups
-    from training.register import load_group_model, load_model
 
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
@@ -216,8 +188,6 @@ def _reference_day(metadata: dict[str, Any], day: date, horizon_days: int) -> da
 
 def _write_drift(location: str, scorer: Scorer, reference: pd.DataFrame, reference_day: date, snapshot: pd.DataFrame, frame: pd.DataFrame, say: Progress) -> None:
     """Store the run's PSI of inputs and scores against the training reference."""
-    from serving.drift import SCORE, drift_frame, write_drift  # serving.drift builds on this module's store
-
     first = frame.iloc[0]
     stamp = RunStamp(pd.Timestamp(first["scored_at"]).to_pydatetime(), first["as_of"], str(first["model_name"]), str(first["model_version"]))
     drift = drift_frame(scorer, reference, snapshot)
@@ -369,7 +339,6 @@ def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
     Returns:
         The :data:`EXPORT_COLUMNS`.
     """
-    import json
 
     out = frame.copy()
     out["reasons"] = [
@@ -411,29 +380,6 @@ def _utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def disconnect(con: Any) -> None:
-    try:
-        con.disconnect()
-    except Exception:  # noqa: BLE001 - closing is best effort
-        pass
-
-
-def connect_store(location: str, *, read_only: bool) -> ibis.BaseBackend:
-    """A connection to the store, waiting a while for a DuckDB file another process holds."""
-    import duckdb
-
-    from features.dataset import connect
-
-    deadline = time.monotonic() + LOCK_WAIT_S
-    while True:
-        try:
-            return connect(location, read_only=read_only)
-        except (duckdb.IOException, duckdb.ConnectionException) as err:
-            if not is_lock_error(err) or time.monotonic() > deadline:
-                raise ScoringError(f"{location} is in use by another process ({err}); try again when it is free") from None
-            time.sleep(0.2)
-
-
 def write_risk_scores(location: str | Path, frame: pd.DataFrame) -> None:
     """Append one run's rows to the store's ``risk_scores`` (created on first use).
 
@@ -442,196 +388,3 @@ def write_risk_scores(location: str | Path, frame: pd.DataFrame) -> None:
         frame: rows from :func:`risk_scores_frame`.
     """
     append_rows(location, RISK_SCORES, _typed(frame), RISK_SCORE_TYPES)
-
-
-def read_rows(location: str | Path, name: str, types: dict[str, str]) -> pd.DataFrame:
-    """Every row of one of our tables in the store (a folder keeps ``<name>.parquet``), as :func:`append_rows` wrote them.
-
-    Args:
-        location: the dataset location (folder, .duckdb file or postgresql:// URL).
-        name: the table (our own constant).
-        types: its columns, for the empty frame when nothing was stored yet.
-
-    Returns:
-        The rows; no rows, with the ``types`` columns, when the table does not exist.
-    """
-    if location_kind(location) == "folder":
-        path = Path(location) / f"{name}.parquet"
-        return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=list(types))
-    con = connect_store(str(location), read_only=True)
-    try:
-        return con.table(name).to_pandas() if name in con.list_tables() else pd.DataFrame(columns=list(types))
-    finally:
-        disconnect(con)
-
-
-def append_rows(location: str | Path, name: str, frame: pd.DataFrame, types: dict[str, str]) -> None:
-    """Append rows to a table of the store with the columns ``types`` (created on first use; a folder keeps ``<name>.parquet``).
-
-    Args:
-        location: the dataset location (folder, .duckdb file or postgresql:// URL).
-        name: the table (our own constant).
-        frame: rows with exactly the ``types`` columns.
-        types: column to its kind (columns added later come last: an older table gains them).
-    """
-    import ibis
-
-
-    if location_kind(location) == "folder":
-        _append_parquet(Path(location) / f"{name}.parquet", frame, types)
-        return
-    con = connect_store(str(location), read_only=False)
-    try:
-        if name not in con.list_tables():
-            con.create_table(name, schema=ibis.schema(types))
-        else:
-            _add_new_columns(con, location, name, types, list(con.table(name).columns))
-        con.insert(name, frame)
-    finally:
-        disconnect(con)
-
-
-def _add_new_columns(con: ibis.BaseBackend, location: str | Path, name: str, types: dict[str, str], have: list[str]) -> None:
-    """Give a table written by an earlier version the columns added since (empty for its old runs).
-
-    Raises:
-        ScoringError: the table's columns are not an earlier version's (not a prefix of today's).
-    """
-    wanted = list(types)
-    if have == wanted:
-        return
-    if have != wanted[: len(have)]:
-        raise ScoringError(f"the {name} table in {location} has the columns {have}, not {wanted}: rename it to keep its history, and score again")
-    sql = {"string": "TEXT", "float64": "DOUBLE PRECISION", "boolean": "BOOLEAN", "date": "DATE", "int64": "BIGINT", "timestamp": "TIMESTAMP"}
-    for column in wanted[len(have):]:
-        con.raw_sql(f"ALTER TABLE {name} ADD COLUMN {column} {sql[types[column]]}")  # our own constant names
-
-
-def _arrow_schema(types: dict[str, str]) -> Any:
-    import pyarrow as pa
-
-    kinds = {
-        "timestamp": pa.timestamp("us"),
-        "date": pa.date32(),
-        "string": pa.string(),
-        "float64": pa.float64(),
-        "int64": pa.int64(),
-        "boolean": pa.bool_(),
-    }
-    return pa.schema([(col, kinds[kind]) for col, kind in types.items()])
-
-
-def _append_parquet(path: Path, frame: pd.DataFrame, types: dict[str, str]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = _arrow_schema(types)
-    new = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-    if path.exists():
-        old = pq.read_table(path)
-        if old.schema.names != schema.names[: old.num_columns]:
-            raise ScoringError(f"{path} has the columns {old.schema.names}, not {schema.names}: rename it to keep its history, and score again")
-        for i in range(old.num_columns, len(schema)):
-            old = old.append_column(schema.field(i), pa.nulls(old.num_rows, schema.field(i).type))
-        new = pa.concat_tables([old.cast(schema), new])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(new, tmp)
-    os.replace(tmp, path)
-
-
-def latest_run(location: str | Path) -> RunStamp | None:
-    """The newest batch run in the store, without reading its rows.
-
-    Args:
-        location: the dataset location.
-
-    Returns:
-        Its stamp, or None when no run was stored.
-    """
-
-    if location_kind(location) == "folder":
-        path = Path(location) / FOLDER_FILE
-        if not path.exists():
-            return None
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path, columns=["scored_at", "as_of", "model_name", "model_version"])
-        if table.num_rows == 0:
-            return None
-        newest = pc.max(table["scored_at"])
-        top = table.filter(pc.equal(table["scored_at"], newest)).slice(0, 1).to_pylist()[0]
-        return RunStamp(top["scored_at"], top["as_of"], top["model_name"], top["model_version"])
-    con = connect_store(str(location), read_only=True)
-    try:
-        if RISK_SCORES not in con.list_tables():
-            return None
-        t = con.table(RISK_SCORES)
-        newest = t.order_by(t.scored_at.desc()).select("scored_at", "as_of", "model_name", "model_version").limit(1).to_pandas()
-    finally:
-        disconnect(con)
-    if newest.empty:
-        return None
-    row = newest.iloc[0]
-    return RunStamp(pd.Timestamp(row["scored_at"]).to_pydatetime(), pd.Timestamp(row["as_of"]).date(), str(row["model_name"]), str(row["model_version"]))
-
-
-def read_run(location: str | Path, stamp: RunStamp | None = None) -> pd.DataFrame | None:
-    """The rows of one batch run (the newest by default).
-
-    Args:
-        location: the dataset location.
-        stamp: which run; None for the newest.
-
-    Returns:
-        The rows ranked as stored, or None when the store holds no run.
-    """
-
-    stamp = stamp or latest_run(location)
-    if stamp is None:
-        return None
-    when = pd.Timestamp(stamp.scored_at)
-    if location_kind(location) == "folder":
-        import pyarrow.parquet as pq
-
-        frame = pq.read_table(Path(location) / FOLDER_FILE, filters=[("scored_at", "=", when.to_pydatetime())]).to_pandas()
-    else:
-        import ibis
-
-        con = connect_store(str(location), read_only=True)
-        try:
-            t = con.table(RISK_SCORES)
-            frame = t.filter(t.scored_at == ibis.literal(when.to_pydatetime(), type="timestamp")).to_pandas()
-        finally:
-            disconnect(con)
-    frame = frame.sort_values("rank", kind="stable").reset_index(drop=True)
-    frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
-    return frame
-
-
-def run_history(location: str | Path) -> pd.DataFrame:
-    """Every stored batch run: stamp and row count, newest first.
-
-    Args:
-        location: the dataset location.
-
-    Returns:
-        Columns scored_at, as_of, model_name, model_version, customers.
-    """
-
-    keys = ["scored_at", "as_of", "model_name", "model_version"]
-    if location_kind(location) == "folder":
-        path = Path(location) / FOLDER_FILE
-        if not path.exists():
-            return pd.DataFrame(columns=[*keys, "customers"])
-        frame = pd.read_parquet(path, columns=keys)
-    else:
-        con = connect_store(str(location), read_only=True)
-        try:
-            if RISK_SCORES not in con.list_tables():
-                return pd.DataFrame(columns=[*keys, "customers"])
-            frame = con.table(RISK_SCORES).select(*keys).to_pandas()
-        finally:
-            disconnect(con)
-    counts = frame.groupby(keys, dropna=False).size().rename("customers").reset_index()
-    return counts.sort_values("scored_at", ascending=False, ignore_index=True)

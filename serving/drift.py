@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from serving.batch import RunStamp, append_rows, read_rows
 from serving.scoring import Scorer
+from serving.tables import RunStamp, append_rows, read_rows
 
 DRIFT_SCORES = "drift_scores"
 SCORE = "__score__"

@@ -31,6 +31,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
+import bentoml
 import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
@@ -43,8 +44,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from features.dataset import CRMDataset
+from features.labels import churned
+from features.orders import active_customers, revenue_365d
+from features.registry import PointInTime, attach
+from features.tiers import abc_class
+from serving.middleware import key_matches
+from serving.outcomes import latest_reports
+from serving.runtime import NotReady
 from serving.store import TryLater, opened_store
-from training.outcomes import latest_reports
 
 STATIC_DIR = Path(__file__).resolve().parent / "page" / "static"
 TIERS = ("A", "B", "C")
@@ -143,11 +150,6 @@ def period_starts(start: date, end: date, horizon_days: int, active_days: int) -
 
 def _period_expr(data: CRMDataset, t: date, horizon_days: int, active_days: int) -> ibis.Table:
     """Active and lost customers at T per ABC class (and account manager), as one expression."""
-    from features.labels import churned
-    from features.orders import active_customers, revenue_365d
-    from features.registry import PointInTime, attach
-    from features.tiers import abc_class
-
     at = PointInTime(t)
     known = data.cut(t)
     # only the last year (or activity window) before T matters here: scan that, not the whole history
@@ -634,9 +636,6 @@ def runtime_context(runtime: Any) -> PageContext:
     Raises:
         LookupError: the runtime is still loading.
     """
-    from serving.middleware import key_matches
-    from serving.runtime import NotReady
-
     try:
         state = runtime.require_state()
     except NotReady as err:
@@ -674,8 +673,6 @@ def service_context() -> PageContext:
     Raises:
         LookupError: while the service has not finished loading.
     """
-    import bentoml
-
     try:
         svc = bentoml.get_current_service()
     except Exception as err:  # BentoML raises its own exception type here

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.registry import FEATURES
 from features.stage import WIN_BACK
 
 DEFAULT_PLAYBOOK = Path(__file__).with_name("playbook.yaml")
@@ -470,6 +471,4 @@ def registry_groups() -> dict[str, str]:
     Returns:
         The mapping used to check a playbook's drivers.
     """
-    from features.registry import FEATURES
-
     return {name: spec.group for name, spec in FEATURES.items()}

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from features.registry import FEATURES
 from serving.schemas import Reason
 from training.reference import on_risky_side
 
@@ -351,8 +352,6 @@ def registry_maps() -> tuple[dict[str, str], dict[str, str]]:
     Returns:
         ``(groups, descriptions)``.
     """
-    from features.registry import FEATURES
-
     return {k: s.group for k, s in FEATURES.items()}, {k: s.description for k, s in FEATURES.items()}
 
 

@@ -9,6 +9,7 @@ changed, and whether ``churn score`` stored a newer risk list, and rebuilds what
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -22,7 +23,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
+from features.contract import TABLES
+from features.dataset import location_kind
+from features.registry import FEATURES
+from features.snapshot import build_snapshot
 from serving.actions import ActionDone, ActionRecorded, customer_known, record_action
 from serving.groups import GroupList, score_groups
 from serving.playbook import PlannedAction, Playbook, load_playbook, registry_groups
@@ -47,10 +54,12 @@ from serving.scoring import (
     with_capacity_bands,
 )
 from serving.store import TryLater, opened_store
+from serving.tables import FOLDER_FILE, latest_run, read_run
+from training.register import load_group_model, load_model
 
 if TYPE_CHECKING:
     from churn.settings import Settings
-    from serving.batch import RunStamp
+    from serving.tables import RunStamp
     from training.model import ChurnModel
 
 logger = logging.getLogger("churn.serving")
@@ -144,8 +153,6 @@ def champion_version(tracking_uri: str, name: str, alias: str = "champion") -> s
         The version number as text, or None when no version holds the alias.
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
@@ -262,9 +269,6 @@ class Runtime:
         return published
 
     def _publish(self, current: ServingState | None, *, load_new_model: bool, signature: tuple[Any, ...] | None) -> bool:
-        from features.snapshot import build_snapshot
-        from training.register import load_group_model, load_model
-
         started = time.perf_counter()
         if load_new_model or current is None:
             loaded = load_model(self.settings.tracking_uri, self.settings.model_name)
@@ -299,8 +303,6 @@ class Runtime:
         return True
 
     def _refresh_stored(self) -> None:
-        from serving.batch import latest_run, read_run
-
         marker = store_marker(self.settings.data)
         if marker is not None and marker == self._stored_checked:
             return
@@ -384,8 +386,6 @@ class Runtime:
             return cached
 
     def _build_past(self, state: ServingState, as_of: date) -> ScoredSnapshot:
-        from features.snapshot import build_snapshot
-
         with opened_store(self.settings.data) as data:
             if as_of <= data.start_date():
                 raise RequestError(["as_of"], f"as_of {as_of} is not after the first order ({data.start_date()}): there is no history to score")
@@ -453,8 +453,6 @@ class Runtime:
         return PredictResponse(model=scorer.model_info, as_of=as_of, results=[r for r in results if r is not None])
 
     def _answer_features(self, scorer: Scorer, request: PredictRequest, indices: list[int], as_of: date) -> list[CustomerRisk]:
-        from features.registry import FEATURES
-
         records = [request.customers[i].features or {} for i in indices]
         try:
             x = encode_records(scorer.model, records, known=FEATURES)
@@ -547,8 +545,6 @@ class Runtime:
         )
 
     def _stored_item(self, state: ServingState, live: ScoredSnapshot | None, row: dict[str, Any], explain: bool) -> CustomerRisk:
-        import json
-
         reasons: list[Reason] | None = None
         actions: list[PlannedAction] | None = None
         control = bool(row.get("control") or False)
@@ -630,8 +626,6 @@ def data_signature(location: str) -> tuple[Any, ...] | None:
     Returns:
         Names, sizes and modification times of the data files, or None for PostgreSQL.
     """
-    from features.contract import TABLES
-    from features.dataset import location_kind
 
     kind = location_kind(location)
     if kind == "postgres":
@@ -653,8 +647,6 @@ def store_marker(location: str) -> tuple[Any, ...] | None:
     Returns:
         Size and modification time of the store file, or None for PostgreSQL.
     """
-    from features.dataset import location_kind
-    from serving.batch import FOLDER_FILE
 
     kind = location_kind(location)
     if kind == "postgres":

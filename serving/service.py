@@ -26,10 +26,12 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 import bentoml
+import psutil
 from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
+from churn.settings import load_settings
 from features.redaction import redact_logs
 from serving.actions import ActionConflict, ActionDone, ActionRecorded, Outcome
 from serving.middleware import ApiKeyMiddleware, BodyLimitMiddleware, JsonBodyMiddleware, label_metrics_by_route
@@ -74,10 +76,8 @@ def _stop_server(reason: str) -> None:
     logger.error("churn service cannot start: %s", reason)
     parent = os.getppid()
     try:
-        import psutil
-
         cmdline = " ".join(psutil.Process(parent).cmdline())
-    except Exception:  # noqa: BLE001 - without psutil, do not guess
+    except psutil.Error:  # the parent is gone or not ours to read: do not guess
         cmdline = ""
     if "bentoml" in cmdline:
         os.kill(parent, signal.SIGTERM)
@@ -89,8 +89,6 @@ class ChurnService:
     """Churn risk of active business customers, with reasons and win-back actions."""
 
     def __init__(self) -> None:
-        from churn.settings import load_settings
-
         redact_logs("churn.serving")  # no database password in the service's log
         settings = load_settings()
         try:

@@ -16,9 +16,10 @@ from churn.settings import load_settings
 from features.dataset import write_dataset
 from features.sample_program import RetentionProgram, generate_with_program
 from serving.actions import ActionDone, record_action
-from serving.batch import read_run, score_all
+from serving.batch import score_all
 from serving.drift import SCORE, psi, read_drift
-from training.outcomes import compare, latest_reports, outcomes
+from serving.outcomes import compare, latest_reports, outcomes
+from serving.tables import read_run
 from training.register import tracking
 
 pytestmark = pytest.mark.slow
@@ -95,7 +96,7 @@ def test_the_figures_go_to_mlflow_the_store_and_the_drift_table(loop: dict) -> N
 
 
 def test_retrain_is_recommended_when_a_key_input_drifts(loop: dict) -> None:
-    from training.outcomes import retrain_advice
+    from serving.outcomes import retrain_advice
 
     report = _report(loop)
     drift = pd.DataFrame({"feature": ["days_since_last_order", "orders_90d"], "psi": [0.6, 0.01]})

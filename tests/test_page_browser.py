@@ -22,7 +22,7 @@ from serving_fixtures import API_KEY, ServiceProcess, TrainedStore, service_env,
 
 from churn.settings import load_settings
 from serving.batch import score_all
-from training.outcomes import outcomes
+from serving.outcomes import outcomes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -10,7 +10,8 @@ import pytest
 from serving_fixtures import TrainedStore, trained_store
 
 from churn.settings import Settings, load_settings
-from serving.batch import EXPORT_COLUMNS, FOLDER_FILE, ScoringError, latest_run, read_run, run_history, score_all
+from serving.batch import EXPORT_COLUMNS, score_all
+from serving.tables import FOLDER_FILE, ScoringError, latest_run, read_run, run_history
 
 pytestmark = pytest.mark.slow
 

@@ -18,22 +18,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-from sklearn.metrics import average_precision_score
-
-# MLflow starts its telemetry client when imported: the opt-out must be in place before the import.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
 import mlflow
 import mlflow.artifacts
 import mlflow.pyfunc
+import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, DataType, Schema
+from sklearn.metrics import average_precision_score
 
 from training.model import ChurnModel
 

@@ -32,8 +32,8 @@ import pandas as pd
 
 from features.dataset import DataError
 from features.group_risk import build_group_training_set
+from features.labels import build_training_set
 from features.registry import CATEGORICAL, FEATURE_SET_VERSION, model_features
-from features.snapshot import build_training_set
 from features.stage import StageRule
 from training import evaluate as ev
 from training.candidates import BASELINES, Context, Recipe, Selection, build_model, fit_recipe, select

@@ -43,9 +43,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from features.dataset import CRMDataset, open_dataset
 from serving.actions import read_actions
-from serving.batch import RunStamp, append_rows, disconnect, read_rows, read_run, run_history
 from serving.drift import read_drift
 from serving.playbook import load_playbook
+from serving.tables import RunStamp, append_rows, disconnect, read_rows, read_run, run_history
 from training.register import tracking
 
 if TYPE_CHECKING:
