@@ -389,42 +389,10 @@ def customer_detail(data: CRMDataset, customer_id: str, as_of: date) -> dict[str
         },
     }
     if known.has("complaints"):
-        t = known.table("complaints")
-        mine_c = t.filter(t.customer_id == cid)
-        is_open = mine_c.resolved_at.isnull() if "resolved_at" in mine_c.columns else ibis.literal(True)
-        rows = mine_c.mutate(_open=is_open).order_by(ibis.desc("_open"), ibis.desc("opened_at")).limit(RECENT_ROWS).to_pandas()
-        out = []
-        for rec in _records(rows.drop(columns="_open")):
-            rec["days_open"] = _days(as_of, rec["opened_at"]) if not rec.get("resolved_at") else None
-            rec["days_to_resolve"] = (
-                (pd.Timestamp(rec["resolved_at"]) - pd.Timestamp(rec["opened_at"])).days if rec.get("resolved_at") else None
-            )
-            out.append(rec)
-        detail["complaints"] = out
-        detail["totals"]["open_complaints"] = int(mine_c.filter(is_open).count().to_pandas())
+        detail["complaints"], detail["totals"]["open_complaints"] = _complaints_detail(known.table("complaints"), cid, as_of)
     if known.has("invoices"):
-        t = known.table("invoices")
-        mine_i = t.filter(t.customer_id == cid)
-        if "paid_at" in mine_i.columns:
-            mine_i = mine_i.filter(mine_i.paid_at.isnull())
-        rows = mine_i.order_by("due_at", "invoice_id").limit(OPEN_INVOICE_ROWS).to_pandas()
-        out = []
-        for rec in _records(rows):
-            past_due = _days(as_of, rec["due_at"]) or 0
-            rec["days_past_due"] = max(past_due, 0)
-            rec["aging_bucket"] = aging_bucket(past_due)
-            out.append(rec)
-        detail["invoices"] = out
-        totals = mine_i.aggregate(
-            n=mine_i.count(),
-            open_balance=mine_i.amount.sum(),
-            overdue_balance=mine_i.amount.sum(where=mine_i.due_at < ibis.literal(as_of, type=dt.date)),
-        ).to_pandas().iloc[0]
-        detail["totals"].update(
-            open_invoices=int(totals["n"]),
-            open_balance=_float(totals["open_balance"]),
-            overdue_balance=_float(totals["overdue_balance"]),
-        )
+        detail["invoices"], totals = _invoices_detail(known.table("invoices"), cid, as_of)
+        detail["totals"].update(totals)
     if known.has("contacts"):
         t = known.table("contacts")
         rows = t.filter(t.customer_id == cid).order_by(ibis.desc("contacted_at")).limit(RECENT_ROWS).to_pandas()
@@ -434,6 +402,45 @@ def customer_detail(data: CRMDataset, customer_id: str, as_of: date) -> dict[str
     detail["complaints"] = [{k: v for k, v in r.items() if k != "customer_id"} for r in detail["complaints"]]
     detail["invoices"] = [{k: v for k, v in r.items() if k != "customer_id"} for r in detail["invoices"]]
     return detail
+
+
+def _complaints_detail(t: ibis.Table, cid: ibis.Value, as_of: date) -> tuple[list[dict[str, Any]], int]:
+    """A customer's latest complaints (open ones first, with days open or to resolve) and how many are open."""
+    mine_c = t.filter(t.customer_id == cid)
+    is_open = mine_c.resolved_at.isnull() if "resolved_at" in mine_c.columns else ibis.literal(True)
+    rows = mine_c.mutate(_open=is_open).order_by(ibis.desc("_open"), ibis.desc("opened_at")).limit(RECENT_ROWS).to_pandas()
+    out = []
+    for rec in _records(rows.drop(columns="_open")):
+        rec["days_open"] = _days(as_of, rec["opened_at"]) if not rec.get("resolved_at") else None
+        rec["days_to_resolve"] = (
+            (pd.Timestamp(rec["resolved_at"]) - pd.Timestamp(rec["opened_at"])).days if rec.get("resolved_at") else None
+        )
+        out.append(rec)
+    return out, int(mine_c.filter(is_open).count().to_pandas())
+
+
+def _invoices_detail(t: ibis.Table, cid: ibis.Value, as_of: date) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A customer's unpaid invoices (most overdue first, with days past due and aging bucket) and their totals."""
+    mine_i = t.filter(t.customer_id == cid)
+    if "paid_at" in mine_i.columns:
+        mine_i = mine_i.filter(mine_i.paid_at.isnull())
+    rows = mine_i.order_by("due_at", "invoice_id").limit(OPEN_INVOICE_ROWS).to_pandas()
+    out = []
+    for rec in _records(rows):
+        past_due = _days(as_of, rec["due_at"]) or 0
+        rec["days_past_due"] = max(past_due, 0)
+        rec["aging_bucket"] = aging_bucket(past_due)
+        out.append(rec)
+    totals = mine_i.aggregate(
+        n=mine_i.count(),
+        open_balance=mine_i.amount.sum(),
+        overdue_balance=mine_i.amount.sum(where=mine_i.due_at < ibis.literal(as_of, type=dt.date)),
+    ).to_pandas().iloc[0]
+    return out, {
+        "open_invoices": int(totals["n"]),
+        "open_balance": _float(totals["open_balance"]),
+        "overdue_balance": _float(totals["overdue_balance"]),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -484,6 +491,57 @@ def _names(ctx: PageContext) -> dict[str, str]:
     return dict(zip(frame["customer_id"].astype(str), frame["name"].astype(str), strict=True))
 
 
+def _guarded(get_context: Callable[[], PageContext], handler: Callable[[Request, PageContext], Response]) -> Callable[[Request], Any]:
+    """The endpoint of a page handler: the context (503 while loading), the API key (401), busy store (503)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            ctx = get_context()
+        except LookupError as err:
+            return JSONResponse({"error": str(err), "detail": []}, status_code=503)
+        if not ctx.authorized(request):
+            return JSONResponse(
+                {"error": "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'", "detail": []},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="churn"'},
+            )
+        try:
+            return await run_in_threadpool(handler, request, ctx)
+        except TryLater as err:
+            return JSONResponse({"error": str(err), "detail": []}, status_code=503, headers={"Retry-After": str(err.retry_after)})
+
+    return endpoint
+
+
+def _filters(request: Request, ctx: PageContext) -> Response:
+    s = ctx.scores
+    return JSONResponse({
+        "tier": [t for t in TIERS if "tier" in s.columns and (s["tier"] == t).any()] or list(TIERS),
+        "pyramid": [p for p in PYRAMID if "pyramid" in s.columns and (s["pyramid"] == p).any()] or list(PYRAMID),
+        "risk_band": list(BANDS),
+        "region": _sorted_values(s, "region"),
+        "account_manager": _sorted_values(s, "account_manager"),
+    })
+
+
+def _customer(request: Request, ctx: PageContext) -> Response:
+    customer_id = request.path_params["customer_id"]
+    if not customer_id.isprintable():
+        return JSONResponse({"error": f"customer id {customer_id!r} holds a control character: send the id as the CRM shows it", "detail": []}, status_code=400)
+    with ctx.open_data() as data:
+        found = customer_detail(data, customer_id, ctx.as_of)
+    if found is None:
+        return JSONResponse({"error": f"unknown customer {customer_id!r}", "detail": []}, status_code=404)
+    return JSONResponse(found)
+
+
+def _outcome_reports(request: Request, ctx: PageContext) -> Response:
+    return JSONResponse({"reports": ctx.outcomes()})
+
+async def _index(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
 def make_page_app(get_context: Callable[[], PageContext]) -> Starlette:
     """The page's Starlette app: the static page at ``/`` and its JSON under ``/api``.
 
@@ -497,24 +555,9 @@ def make_page_app(get_context: Callable[[], PageContext]) -> Starlette:
     periods = _PerState(_period_frame)
     names = _PerState(_names)
 
-    def guarded(handler: Callable[[Request, PageContext], Response]) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Response:
-            try:
-                ctx = get_context()
-            except LookupError as err:
-                return JSONResponse({"error": str(err), "detail": []}, status_code=503)
-            if not ctx.authorized(request):
-                return JSONResponse(
-                    {"error": "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'", "detail": []},
-                    status_code=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="churn"'},
-                )
-            try:
-                return await run_in_threadpool(handler, request, ctx)
-            except TryLater as err:
-                return JSONResponse({"error": str(err), "detail": []}, status_code=503, headers={"Retry-After": str(err.retry_after)})
+    def guard(handler: Callable[[Request, PageContext], Response]) -> Callable[[Request], Any]:
+        return _guarded(get_context, handler)
 
-        return endpoint
 
     def model_info(request: Request, ctx: PageContext) -> Response:
         # the page asks for the model first, at sign-in: start the slower reads the other views need
@@ -523,30 +566,10 @@ def make_page_app(get_context: Callable[[], PageContext]) -> Starlette:
         body = {k: _json_value(v) for k, v in ctx.model.items()}
         return JSONResponse({**body, "as_of": ctx.as_of.isoformat(), "customers": int(len(ctx.scores))})
 
-    def filters(request: Request, ctx: PageContext) -> Response:
-        s = ctx.scores
-        return JSONResponse({
-            "tier": [t for t in TIERS if "tier" in s.columns and (s["tier"] == t).any()] or list(TIERS),
-            "pyramid": [p for p in PYRAMID if "pyramid" in s.columns and (s["pyramid"] == p).any()] or list(PYRAMID),
-            "risk_band": list(BANDS),
-            "region": _sorted_values(s, "region"),
-            "account_manager": _sorted_values(s, "account_manager"),
-        })
-
     def customer_names(request: Request, ctx: PageContext) -> Response:
         wanted = [i for i in request.query_params.get("ids", "").split(",") if i][:MAX_NAMES]
         known = names.get(ctx)
         return JSONResponse({i: known[i] for i in wanted if i in known})
-
-    def customer(request: Request, ctx: PageContext) -> Response:
-        customer_id = request.path_params["customer_id"]
-        if not customer_id.isprintable():
-            return JSONResponse({"error": f"customer id {customer_id!r} holds a control character: send the id as the CRM shows it", "detail": []}, status_code=400)
-        with ctx.open_data() as data:
-            found = customer_detail(data, customer_id, ctx.as_of)
-        if found is None:
-            return JSONResponse({"error": f"unknown customer {customer_id!r}", "detail": []}, status_code=404)
-        return JSONResponse(found)
 
     def overview(request: Request, ctx: PageContext) -> Response:
         by_period, by_manager = summarise_periods(periods.get(ctx))
@@ -567,21 +590,15 @@ def make_page_app(get_context: Callable[[], PageContext]) -> Starlette:
             },
         })
 
-    def outcome_reports(request: Request, ctx: PageContext) -> Response:
-        return JSONResponse({"reports": ctx.outcomes()})
-
-    async def index(request: Request) -> Response:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
-
     routes = [
-        Route("/", index),
-        Route("/index.html", index),
-        Route("/api/model", guarded(model_info)),
-        Route("/api/filters", guarded(filters)),
-        Route("/api/overview", guarded(overview)),
-        Route("/api/names", guarded(customer_names)),
-        Route("/api/outcomes", guarded(outcome_reports)),
-        Route("/api/customers/{customer_id:path}", guarded(customer)),
+        Route("/", _index),
+        Route("/index.html", _index),
+        Route("/api/model", guard(model_info)),
+        Route("/api/filters", guard(_filters)),
+        Route("/api/overview", guard(overview)),
+        Route("/api/names", guard(customer_names)),
+        Route("/api/outcomes", guard(_outcome_reports)),
+        Route("/api/customers/{customer_id:path}", guard(_customer)),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
