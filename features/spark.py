@@ -15,6 +15,7 @@ Settings (environment):
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,8 @@ def spark_session() -> Any:
     builder = SparkSession.builder.appName("churn-radar")
     remote = os.environ.get("CHURN_SPARK_REMOTE")
     builder = builder.remote(remote) if remote else builder.master(os.environ.get("CHURN_SPARK_MASTER", "local[*]"))
+    if not remote:  # executors started from here run this interpreter (its pandas and lightgbm), unless PYSPARK_PYTHON says otherwise
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in spark_conf().items():
         if not (remote and key == "spark.driver.memory"):
             builder = builder.config(key, value)

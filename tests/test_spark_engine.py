@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from serving_fixtures import trained_store
 
 from features.dataset import DataError, open_dataset, write_dataset
 from features.labels import build_training_set
 from features.registry import FEATURES
 from features.sample_data import generate_sample
 from features.snapshot import build_snapshot
+from serving.batch import risk_scores_frame
+from serving.playbook import load_playbook, registry_groups
+from serving.scoring import ScoredSnapshot, Scorer, with_capacity_bands
+from serving.spark_batch import spark_capacity_bands, spark_risk_scores
+from training.register import load_model
 
 if os.environ.get("CI") != "true":  # in CI (make test installs the spark extra) a missing pyspark fails
     pytest.importorskip("pyspark")
@@ -70,3 +77,26 @@ def test_a_table_without_a_required_column_is_named(spark_folder: Path, tmp_path
     write_dataset(tmp_path / "bad", frames)
     with pytest.raises(DataError, match="table orders .* missing required column amount"):
         open_dataset(tmp_path / "bad", engine="spark")
+
+
+def test_the_spark_risk_list_equals_the_duckdb_one_for_the_same_champion(spark_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from features.spark import spark_session
+
+    store = trained_store(tmp_path_factory.mktemp("champion"))
+    scorer = Scorer(load_model(store.tracking_uri, "churn"), load_playbook(None, features=registry_groups()))
+    snapshot = build_snapshot(open_dataset(spark_folder, validate=False), AS_OF)
+    duck_scorer = with_capacity_bands(scorer, snapshot, per_manager_week=0.1, horizon_days=90)
+    stamp = datetime(2025, 7, 1, 6)
+    duck = risk_scores_frame(duck_scorer, ScoredSnapshot.build(duck_scorer, snapshot, AS_OF), explain_top=10, scored_at=stamp)
+
+    frame = spark_session().createDataFrame(snapshot).repartition(3)  # several partitions: rank and explained need the global view
+    spark_scorer = spark_capacity_bands(scorer, frame, per_manager_week=0.1, horizon_days=90)
+    assert (spark_scorer.risk_high, spark_scorer.risk_medium) == (duck_scorer.risk_high, duck_scorer.risk_medium)
+    spark = spark_risk_scores(spark_scorer, frame, AS_OF, explain_top=10, scored_at=stamp).toPandas()
+
+    assert set(duck["risk_band"]) >= {"high", "low"} and int(duck["explained"].sum()) == 10
+    assert spark["customer_id"].tolist() == duck["customer_id"].tolist()
+    assert np.allclose(spark["churn_probability"], duck["churn_probability"], rtol=0, atol=1e-6)
+    for column in ("rank", "risk_band", "stage", "tier", "explained", "top_reason", "reasons_json", "first_action", "actions_json"):
+        values = spark[column].astype(object)  # Arrow's null in a text column comes back as NaN
+        assert values.where(values.notna(), None).tolist() == duck[column].tolist(), column
